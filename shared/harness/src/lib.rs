@@ -1,0 +1,61 @@
+//! The infrastructure harness: real Postgres, Redis and Kafka for tests, demos and benchmarks.
+//!
+//! Tests and demos never hard-code addresses; they ask the harness, which looks for each service
+//! in this order and logs (at `info`) which one it used:
+//!
+//! 1. an explicit address from the environment: `PATTERNS_POSTGRES_URL`, `PATTERNS_REDIS_URL`,
+//!    `PATTERNS_KAFKA_BROKERS`. If the variable is set but nothing answers there, the harness
+//!    fails within seconds with an error naming the variable and address; it does not silently
+//!    fall back to another server;
+//! 2. a Docker engine, through testcontainers (`postgres:16`, `redis:7`, `apache/kafka`), one
+//!    reusable container per service (set `PATTERNS_NO_DOCKER=1` to skip this step);
+//! 3. a server already answering on its default local port (5432, 6379, 9092);
+//! 4. otherwise [`HarnessError::Unavailable`], whose message names each way to provide it.
+//!
+//! Whatever the source, every test is isolated so tests run in parallel against one server:
+//!
+//! | service  | isolation                                                                  |
+//! |----------|-----------------------------------------------------------------------------|
+//! | Postgres | [`postgres`] creates a fresh database; dropping the handle drops it, and leftovers of crashed runs are swept on the next run |
+//! | Redis    | [`redis`] hands out a unique key prefix ([`TestRedis::key`]); dropping the handle deletes those keys. Never `FLUSHDB` |
+//! | Kafka    | [`TestKafka::create_topic`] and [`TestKafka::group_id`] make unique names; consumer settings join groups in seconds |
+//!
+//! [`FaultProxy`] sits between a client and a real server and breaks the network on command;
+//! failure tests of every pattern use it. [`eventually`] replaces sleeps in tests.
+//!
+//! # Layout
+//! - `discovery.rs`: the env → Docker → local search, URL handling.
+//! - `postgres.rs`, `redis.rs`, `kafka.rs`: one service each, with its isolation.
+//! - `proxy.rs`: the fault-injection TCP proxy.
+//! - `telemetry.rs`: tracing for binaries ([`telemetry::init`]) and tests ([`telemetry::init_test`]).
+//! - `wait.rs`: [`eventually`], polling with a deadline.
+//! - `bench.rs`: reading criterion's results and printing candidate/baseline ratios.
+//!
+//! # Example
+//! ```no_run
+//! # async fn demo() -> Result<(), harness::HarnessError> {
+//! let pg = harness::postgres().await?;
+//! sqlx::query("CREATE TABLE t (id int)").execute(pg.pool()).await?;
+//! let redis = harness::redis().await?;
+//! let key = redis.key("counter"); // "<unique prefix>:counter"
+//! # let _ = key;
+//! # Ok(()) }
+//! ```
+
+pub mod bench;
+mod discovery;
+mod error;
+mod kafka;
+mod postgres;
+mod proxy;
+mod redis;
+pub mod telemetry;
+mod wait;
+
+pub use discovery::Source;
+pub use error::HarnessError;
+pub use kafka::{TestKafka, kafka};
+pub use postgres::{TestDatabase, postgres};
+pub use proxy::FaultProxy;
+pub use redis::{TestRedis, redis};
+pub use wait::eventually;
