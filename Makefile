@@ -16,7 +16,9 @@ CARGO ?= cargo
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/production-patterns/target
 
 PATTERNS := $(sort $(notdir $(patsubst %/Cargo.toml,%,$(wildcard patterns/*/Cargo.toml))))
-COMPOSE := docker compose -f compose/docker-compose.yml
+COMPOSE := docker compose -p production-patterns -f compose/docker-compose.yml
+# Debian's python3 has PyYAML (yamllint depends on it); fall back to whatever python3 is first.
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 
 .PHONY: test test-pattern demo bench exercise lint up down ci patterns check-name
 
@@ -67,8 +69,8 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
-	yamllint -d relaxed compose/docker-compose.yml
-	python3 .ci/check_compose.py compose/docker-compose.yml
+	yamllint -s -d "{extends: relaxed, rules: {line-length: {max: 130}}}" compose/docker-compose.yml
+	$(PYTHON) .ci/check_compose.py compose/docker-compose.yml
 
 up:
 	$(COMPOSE) up -d --wait
