@@ -4,21 +4,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-/// Why a [`Backoff`] could not be built.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BackoffError {
-    /// The base delay is zero, so every delay would be zero.
-    #[error("base delay must be greater than zero")]
-    ZeroBase,
-    /// The cap is below the base delay.
-    #[error("cap ({cap:?}) must be at least the base delay ({base:?})")]
-    CapBelowBase {
-        /// The base given.
-        base: Duration,
-        /// The cap given.
-        cap: Duration,
-    },
-}
+use crate::error::BackoffError;
 
 /// A retry schedule: the ceiling doubles per attempt up to a cap; the delay is random below it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,8 +19,8 @@
 //!   should be retried (see the idempotent-consumer pattern).
 //!
 //! # Layout
-//! - [`backoff`](Backoff): the schedule (`src/backoff.rs`; the workshop copy is
-//!   `exercises/src/backoff.rs`).
+//! - `src/backoff.rs`: the schedule, [`Backoff`] (the workshop copy is `exercises/src/backoff.rs`).
+//! - `src/error.rs`: [`BackoffError`], shared by both copies.
 //!
 //! # Example
 //! ```
@@ -41,4 +41,7 @@ mod backoff;
 #[path = "../exercises/src/backoff.rs"]
 mod backoff;
 
-pub use backoff::{Backoff, BackoffError};
+mod error;
+
+pub use backoff::Backoff;
+pub use error::BackoffError;

@@ -9,6 +9,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use testcontainers::core::ContainerPort;
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{Image, ImageExt, ReuseDirective};
 use tokio::net::{TcpStream, lookup_host};
 
 use crate::HarnessError;
@@ -177,6 +180,27 @@ async fn unix_socket_answers(path: &str) -> bool {
 #[cfg(not(unix))]
 async fn unix_socket_answers(_path: &str) -> bool {
     false
+}
+
+/// Starts (or reuses) the named container and returns the host port mapped to `port`.
+///
+/// Containers are reused across runs (`ReuseDirective::Always`): one long-lived container per
+/// service, with isolation coming from per-test databases, prefixes and topics, so repeated
+/// `cargo test` runs neither wait for a boot nor leave containers behind. `make down` or
+/// `docker rm -f production-patterns-<service>` removes them.
+pub(crate) async fn start_reusable<I: Image>(
+    request: impl ImageExt<I>,
+    name: &str,
+    port: impl Into<ContainerPort>,
+) -> Result<u16, HarnessError> {
+    let docker = |e: testcontainers::TestcontainersError| HarnessError::Docker(e.to_string());
+    let container = request
+        .with_container_name(name)
+        .with_reuse(ReuseDirective::Always)
+        .start()
+        .await
+        .map_err(docker)?;
+    container.get_host_port_ipv4(port).await.map_err(docker)
 }
 
 /// `host:port` of a URL such as `postgres://user:pw@host:5432/db?x=y`.

@@ -10,11 +10,10 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use testcontainers::{ImageExt, ReuseDirective, runners::AsyncRunner};
 use tokio::sync::OnceCell;
 
 use crate::HarnessError;
-use crate::discovery::{Endpoint, ServiceSpec, Source, discover};
+use crate::discovery::{Endpoint, ServiceSpec, Source, discover, start_reusable};
 
 const SPEC: ServiceSpec = ServiceSpec {
     service: "Kafka",
@@ -260,16 +259,8 @@ fn first_broker(brokers: &str) -> Result<String, HarnessError> {
 }
 
 async fn start_container() -> Result<String, HarnessError> {
-    let container = testcontainers_modules::kafka::apache::Kafka::default()
-        .with_container_name("production-patterns-kafka")
-        .with_reuse(ReuseDirective::Always)
-        .start()
-        .await
-        .map_err(|e| HarnessError::Docker(e.to_string()))?;
-    let port = container
-        .get_host_port_ipv4(testcontainers_modules::kafka::apache::KAFKA_PORT)
-        .await
-        .map_err(|e| HarnessError::Docker(e.to_string()))?;
+    use testcontainers_modules::kafka::apache::{KAFKA_PORT, Kafka};
+    let port = start_reusable(Kafka::default(), "production-patterns-kafka", KAFKA_PORT).await?;
     Ok(format!("127.0.0.1:{port}"))
 }
 

@@ -11,11 +11,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::postgres::{PgConnection, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgPool};
-use testcontainers::{ImageExt, ReuseDirective, runners::AsyncRunner};
+use testcontainers::ImageExt;
 use tokio::sync::OnceCell;
 
 use crate::HarnessError;
-use crate::discovery::{Endpoint, ServiceSpec, Source, discover, url_host_port, url_with_addr};
+use crate::discovery::{
+    Endpoint, ServiceSpec, Source, discover, start_reusable, url_host_port, url_with_addr,
+};
 
 /// Every database the harness creates starts with this, so the sweep never touches anything else.
 const DB_PREFIX: &str = "pp_";
@@ -241,19 +243,8 @@ fn with_database(url: &str, name: &str) -> String {
 }
 
 async fn start_container() -> Result<String, HarnessError> {
-    // Reused across runs (one long-lived container, isolation comes from per-test databases), so
-    // repeated `cargo test` runs neither wait for a boot nor leave containers behind.
-    let container = testcontainers_modules::postgres::Postgres::default()
-        .with_tag("16")
-        .with_container_name("production-patterns-postgres")
-        .with_reuse(ReuseDirective::Always)
-        .start()
-        .await
-        .map_err(|e| HarnessError::Docker(e.to_string()))?;
-    let port = container
-        .get_host_port_ipv4(5432)
-        .await
-        .map_err(|e| HarnessError::Docker(e.to_string()))?;
+    let image = testcontainers_modules::postgres::Postgres::default().with_tag("16");
+    let port = start_reusable(image, "production-patterns-postgres", 5432).await?;
     Ok(format!(
         "postgres://postgres:postgres@127.0.0.1:{port}/postgres"
     ))

@@ -9,12 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use testcontainers::{ImageExt, ReuseDirective, runners::AsyncRunner};
+use testcontainers::ImageExt;
 use tokio::sync::OnceCell;
 
 use crate::HarnessError;
 use crate::discovery::{
-    ENV_CONNECT_TIMEOUT, Endpoint, ServiceSpec, Source, discover, url_host_port, url_with_addr,
+    ENV_CONNECT_TIMEOUT, Endpoint, ServiceSpec, Source, discover, start_reusable, url_host_port,
+    url_with_addr,
 };
 
 const SPEC: ServiceSpec = ServiceSpec {
@@ -176,16 +177,7 @@ fn new_prefix() -> String {
 }
 
 async fn start_container() -> Result<String, HarnessError> {
-    let container = testcontainers_modules::redis::Redis::default()
-        .with_tag("7")
-        .with_container_name("production-patterns-redis")
-        .with_reuse(ReuseDirective::Always)
-        .start()
-        .await
-        .map_err(|e| HarnessError::Docker(e.to_string()))?;
-    let port = container
-        .get_host_port_ipv4(6379)
-        .await
-        .map_err(|e| HarnessError::Docker(e.to_string()))?;
+    let image = testcontainers_modules::redis::Redis::default().with_tag("7");
+    let port = start_reusable(image, "production-patterns-redis", 6379).await?;
     Ok(format!("redis://127.0.0.1:{port}"))
 }
