@@ -61,6 +61,17 @@ pub async fn kafka() -> Result<TestKafka, HarnessError> {
 }
 
 impl TestKafka {
+    /// A handle on a cluster at `brokers` that the caller started itself (see
+    /// [`crate::PrivateKafka`]).
+    pub(crate) fn at(brokers: String, server: SocketAddr, source: Source) -> Self {
+        Self {
+            brokers,
+            server,
+            source,
+            topics: Mutex::new(Vec::new()),
+        }
+    }
+
     /// Bootstrap broker list, for `bootstrap.servers`.
     pub fn brokers(&self) -> &str {
         &self.brokers

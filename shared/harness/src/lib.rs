@@ -27,6 +27,8 @@
 //! - `discovery.rs`: the env → Docker → local search, URL handling.
 //! - `postgres.rs`, `redis.rs`, `kafka.rs`: one service each, with its isolation.
 //! - `proxy.rs`: the fault-injection TCP proxy.
+//! - `private_kafka.rs`: [`PrivateKafka`], a broker of the test's own behind a proxy, for
+//!   mid-stream broker outages.
 //! - `telemetry.rs`: tracing for binaries ([`telemetry::init`]) and tests ([`telemetry::init_test`]).
 //! - `wait.rs`: [`eventually`], polling with a deadline.
 //! - `bench.rs`: reading criterion's results and printing candidate/baseline ratios.
@@ -47,6 +49,7 @@ mod discovery;
 mod error;
 mod kafka;
 mod postgres;
+mod private_kafka;
 mod proxy;
 mod redis;
 pub mod telemetry;
@@ -56,6 +59,7 @@ pub use discovery::Source;
 pub use error::HarnessError;
 pub use kafka::{TestKafka, kafka};
 pub use postgres::{TestDatabase, postgres};
+pub use private_kafka::PrivateKafka;
 pub use proxy::FaultProxy;
 pub use redis::{TestRedis, redis};
 pub use wait::eventually;

@@ -118,3 +118,51 @@ async fn a_postgres_session_through_the_proxy_dies_on_reset() -> anyhow::Result<
     assert!(sqlx::query("SELECT 1").execute(&mut conn).await.is_err());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_private_broker_goes_down_mid_stream_and_comes_back_with_its_data() -> anyhow::Result<()>
+{
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let broker = harness::PrivateKafka::start().await?;
+    let kafka = broker.kafka();
+    let topic = kafka.create_topic("outage", 1).await?;
+    let mut config = kafka.producer_config();
+    // Short timeouts so the outage shows within the test; no idempotence so that a timed-out
+    // message does not put the producer through an epoch bump.
+    config
+        .set("message.timeout.ms", "2000")
+        .set("enable.idempotence", "false")
+        .set("reconnect.backoff.max.ms", "200");
+    let producer: FutureProducer = config.create()?;
+    let send = |payload: &'static str| {
+        let record = FutureRecord::to(&topic).key("k").payload(payload);
+        producer.send(record, Duration::from_secs(5))
+    };
+    send("before").await.map_err(|(e, _)| e)?;
+
+    broker.go_down();
+    assert!(
+        send("during").await.is_err(),
+        "the broker must be unreachable"
+    );
+
+    broker.come_back();
+    // The client reconnects on its own backoff; retry the send until the broker takes it.
+    harness::eventually(Duration::from_secs(20), || async {
+        send("after").await.ok()
+    })
+    .await?;
+
+    let consumer: StreamConsumer = kafka.consumer_config(&kafka.group_id("outage")).create()?;
+    consumer.subscribe(&[&topic])?;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await??;
+        seen.push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned());
+    }
+    assert_eq!(seen, ["before", "after"]);
+    Ok(())
+}
