@@ -1,0 +1,279 @@
+//! Relay throughput vs a raw producer, and commit-to-ack latency with NOTIFY vs polling.
+//!
+//! Run with: make bench NAME=outbox
+//!
+//! - `outbox_throughput/relay`: BATCH rows committed in one transaction (bulk `INSERT … SELECT`,
+//!   bypassing the writer so only the relay is measured) until all are acknowledged by Kafka and
+//!   deleted, with a relay already running (woken by NOTIFY).
+//! - `outbox_throughput/raw_producer`: the same BATCH records (same keys, headers, payloads,
+//!   producer settings) sent from memory by a bare rdkafka `FutureProducer`, awaiting every ack.
+//! - Latency: one event committed every 10 ms for a few seconds; the relay records insert-to-ack
+//!   per event. Once with LISTEN/NOTIFY, once polling every 500 ms.
+
+use std::hint::black_box;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use event_envelope::Envelope;
+use harness::{TestDatabase, TestKafka};
+use outbox::{NewEvent, Relay, RelayHandle, TopicRoute, WakeMode, enqueue};
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::runtime::Runtime;
+use tokio_util::sync::CancellationToken;
+
+/// Events per measured iteration.
+const BATCH: u64 = 10_000;
+/// Aggregates the events are spread over.
+const AGGREGATES: u64 = 500;
+const PARTITIONS: i32 = 6;
+/// Relay configurations measured: (claim loops per relay, rows per claim). The first is the
+/// default configuration.
+const CONFIGS: [(usize, usize); 3] = [(1, 500), (1, 2000), (2, 2000)];
+
+fn relay_id((workers, batch): (usize, usize)) -> String {
+    format!("relay_{workers}w_{batch}b")
+}
+
+struct World {
+    pg: TestDatabase,
+    kafka: TestKafka,
+    topic: String,
+}
+
+async fn world() -> anyhow::Result<World> {
+    let pg = harness::postgres().await?;
+    outbox::migrate(pg.pool()).await?;
+    let kafka = harness::kafka().await?;
+    let topic = kafka.create_topic("outbox-bench", PARTITIONS).await?;
+    Ok(World { pg, kafka, topic })
+}
+
+fn producer_config(kafka: &TestKafka) -> ClientConfig {
+    let mut config = kafka.producer_config();
+    // Same as the relay's default, so both sides batch alike.
+    config.set("linger.ms", "1");
+    config
+}
+
+/// Commits BATCH rows in one transaction; `round` keeps sequences unique across iterations.
+async fn fill(w: &World, round: i64) -> anyhow::Result<()> {
+    let per_aggregate = i64::try_from(BATCH / AGGREGATES)?;
+    sqlx::query(
+        "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, sequence, event_type, payload)
+         SELECT gen_random_uuid(), 'order', 'agg-' || (g % $2), $3 * $4 + g / $2 + 1, 'OrderPlaced',
+                jsonb_build_object('n', g, 'note', repeat('x', 200))
+         FROM generate_series(0, $1 - 1) AS g
+         ORDER BY g",
+    )
+    .bind(i64::try_from(BATCH)?)
+    .bind(i64::try_from(AGGREGATES)?)
+    .bind(round)
+    .bind(per_aggregate)
+    .execute(w.pg.pool())
+    .await?;
+    Ok(())
+}
+
+async fn wait_published(relay: &RelayHandle, target: u64) {
+    while relay.metrics().published < target {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn in_memory_records() -> Vec<(String, Vec<u8>, rdkafka::message::OwnedHeaders)> {
+    (0..BATCH)
+        .filter_map(|g| {
+            let payload = serde_json::json!({ "n": g, "note": "x".repeat(200) });
+            let e = Envelope::new(
+                "order",
+                format!("agg-{}", g % AGGREGATES),
+                1,
+                "OrderPlaced",
+                payload,
+            );
+            e.encode().ok().map(|r| (r.key, r.payload, r.headers))
+        })
+        .collect()
+}
+
+fn throughput(c: &mut Criterion, rt: &Runtime, w: &World) -> anyhow::Result<()> {
+    let raw: FutureProducer = producer_config(&w.kafka).create()?;
+    let records = in_memory_records();
+    let round = AtomicI64::new(0);
+    let mut group = c.benchmark_group("outbox_throughput");
+    group
+        .throughput(Throughput::Elements(BATCH))
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(10));
+    for config in CONFIGS {
+        let (workers, batch) = config;
+        let relay = Relay::builder(
+            w.pg.pool().clone(),
+            producer_config(&w.kafka),
+            TopicRoute::Fixed(w.topic.clone()),
+        )
+        .workers(NonZeroUsize::new(workers).ok_or_else(|| anyhow::anyhow!("zero workers"))?)
+        .batch_size(NonZeroUsize::new(batch).ok_or_else(|| anyhow::anyhow!("zero batch"))?)
+        .build()?;
+        let relay = rt.block_on(async { relay.spawn(CancellationToken::new()) });
+        group.bench_function(relay_id(config), |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                let (relay, round) = (&relay, &round);
+                async move {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let target = relay.metrics().published + BATCH;
+                        fill(w, round.fetch_add(1, Ordering::Relaxed))
+                            .await
+                            .expect("fill the outbox");
+                        // The clock starts at commit: the relay cannot see the rows before it.
+                        let start = Instant::now();
+                        wait_published(relay, target).await;
+                        total += start.elapsed();
+                    }
+                    total
+                }
+            });
+        });
+        let m = relay.metrics();
+        let per_event = |d: Duration| d.as_secs_f64() * 1e6 / m.published.max(1) as f64;
+        println!(
+            "{}: per event claim {:.2} µs, publish {:.2} µs, delete+commit {:.2} µs ({} events)",
+            relay_id(config),
+            per_event(m.phase_times.claim),
+            per_event(m.phase_times.publish),
+            per_event(m.phase_times.complete),
+            m.published,
+        );
+        rt.block_on(relay.shutdown())?;
+    }
+    group.bench_function("raw_producer", |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            let (raw, records, topic) = (&raw, &records, &w.topic);
+            async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let mut acks = Vec::with_capacity(records.len());
+                    for (key, payload, headers) in records {
+                        let record = FutureRecord::to(topic)
+                            .key(key)
+                            .payload(payload)
+                            .headers(headers.clone());
+                        acks.push(
+                            raw.send_result(record)
+                                .map_err(|(e, _)| e)
+                                .expect("enqueue"),
+                        );
+                    }
+                    for ack in acks {
+                        black_box(
+                            ack.await
+                                .expect("delivery")
+                                .map_err(|(e, _)| e)
+                                .expect("ack"),
+                        );
+                    }
+                }
+                start.elapsed()
+            }
+        });
+    });
+    group.finish();
+    Ok(())
+}
+
+/// Commits `count` events, one every 10 ms, over 50 aggregates.
+async fn commit_events(w: &World, prefix: &str, count: usize) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    for i in 0..count {
+        tick.tick().await;
+        let mut tx = w.pg.pool().begin().await?;
+        let aggregate = format!("{prefix}-{}", i % 50);
+        let event = NewEvent::new("order", aggregate, "E", serde_json::json!({ "i": i }));
+        enqueue(&mut tx, &event).await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// Commits one event every 10 ms for `count` events and returns the relay's p50/p99.
+async fn latency(w: &World, wake: WakeMode, count: usize) -> anyhow::Result<(Duration, Duration)> {
+    let relay = Relay::builder(
+        w.pg.pool().clone(),
+        producer_config(&w.kafka),
+        TopicRoute::Fixed(w.topic.clone()),
+    )
+    .wake(wake)
+    .poll_interval(Duration::from_millis(500))
+    .build()?;
+    let running = relay.spawn(CancellationToken::new());
+    // Warm up first: the producer's first metadata fetch and connection are start-up costs,
+    // not commit-to-ack latency. Their samples are subtracted below.
+    commit_events(w, "warm-up", 5).await?;
+    wait_published(&running, 5).await;
+    let warm_up = relay
+        .latency_histogram()
+        .ok_or_else(|| anyhow::anyhow!("no histogram"))?;
+    let start = running.metrics().published;
+    commit_events(w, "lat", count).await?;
+    wait_published(&running, start + count as u64).await;
+    let mut histogram = relay
+        .latency_histogram()
+        .ok_or_else(|| anyhow::anyhow!("no histogram"))?;
+    histogram.subtract(&warm_up)?;
+    running.shutdown().await?;
+    let q = |q: f64| Duration::from_micros(histogram.value_at_quantile(q));
+    Ok((q(0.5), q(0.99)))
+}
+
+fn main() -> anyhow::Result<()> {
+    let rt = Arc::new(Runtime::new()?);
+    let w = rt.block_on(world())?;
+    let mut c = Criterion::default().configure_from_args();
+    throughput(&mut c, &rt, &w)?;
+    let (notify_p50, notify_p99) = rt.block_on(latency(&w, WakeMode::Notify, 300))?;
+    let (poll_p50, poll_p99) = rt.block_on(latency(&w, WakeMode::PollOnly, 300))?;
+    c.final_summary();
+
+    let per_sec = |ns: f64| BATCH as f64 / (ns / 1e9);
+    if let Some(raw) = harness::bench::criterion_mean_ns("outbox_throughput", "raw_producer") {
+        println!(
+            "raw producer:      {:>9.0} events/s (memory -> acked)",
+            per_sec(raw)
+        );
+        for config in CONFIGS {
+            let Some(relay) =
+                harness::bench::criterion_mean_ns("outbox_throughput", &relay_id(config))
+            else {
+                continue;
+            };
+            let (workers, batch) = config;
+            println!(
+                "relay, {workers} worker(s), batch {batch}: {:>9.0} events/s (commit -> acked and deleted)",
+                per_sec(relay)
+            );
+            harness::bench::print_ratio(
+                &format!(
+                    "outbox relay ({workers} workers, batch {batch}) vs raw producer, events/s"
+                ),
+                per_sec(relay),
+                per_sec(raw),
+                true,
+            );
+        }
+    }
+    println!("commit->ack latency, NOTIFY:         p50 {notify_p50:?}  p99 {notify_p99:?}");
+    println!("commit->ack latency, poll 500 ms:    p50 {poll_p50:?}  p99 {poll_p99:?}");
+    harness::bench::print_ratio(
+        "outbox p99 latency NOTIFY vs poll-only (ms)",
+        notify_p99.as_secs_f64() * 1e3,
+        poll_p99.as_secs_f64() * 1e3,
+        false,
+    );
+    Ok(())
+}

@@ -1,0 +1,268 @@
+//! Benchmarks, each candidate beside its baseline in the same run (`make bench NAME=rate-limiter`):
+//!
+//! 1. in-process GCRA decision vs the `governor` crate on the same quota;
+//! 2. the keyed limiter, 2 threads on distinct keys vs 1 thread and vs one global mutex
+//!    (scaling, not serialising);
+//! 3. Redis GCRA decisions at 64 concurrent tasks vs a no-op `EVALSHA` on the same connection;
+//! 4. an axum hello-world with the layer vs without it.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use criterion::Criterion;
+use http::Request;
+use rate_limiter::algorithm::gcra;
+use rate_limiter::{
+    AlgorithmKind, Clock, Gcra, GcraLimiter, KeyExtractor, KeyedLimiter, MonotonicClock, Quota,
+    RateLimitLayer, RedisLimiter,
+};
+use tower::ServiceExt;
+
+const TASKS: u64 = 64;
+
+fn configure<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(10);
+    group
+}
+
+fn gcra_vs_governor(c: &mut Criterion) {
+    let ours = GcraLimiter::new(Quota::per_second(1_000_000).expect("valid quota"));
+    let per_second = NonZeroU32::new(1_000_000).expect("non-zero");
+    let theirs = governor::RateLimiter::direct(governor::Quota::per_second(per_second));
+    let mut group = configure(c, "gcra_decision");
+    group.bench_function("rate_limiter", |b| {
+        b.iter(|| black_box(ours.check().is_allowed()))
+    });
+    group.bench_function("governor", |b| b.iter(|| black_box(theirs.check().is_ok())));
+    group.finish();
+}
+
+/// `threads` threads, each on its own key, `iters` decisions each; time per decision.
+fn keyed_run(limiter: &KeyedLimiter<String, Gcra>, threads: u64, iters: u64) -> Duration {
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let limiter = limiter.clone();
+            s.spawn(move || {
+                let key = format!("tenant-{t}");
+                for _ in 0..iters {
+                    black_box(limiter.check(key.as_str()).is_allowed());
+                }
+            });
+        }
+    });
+    // Wall time per decision across all threads: halves if two threads truly run in parallel.
+    started.elapsed() / u32::try_from(threads).unwrap_or(1)
+}
+
+/// The serialising baseline: the same GCRA step behind one process-wide mutex.
+fn mutex_run(
+    map: &Mutex<HashMap<String, u64>>,
+    quota: &Quota,
+    threads: u64,
+    iters: u64,
+) -> Duration {
+    let clock = MonotonicClock::new();
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let clock = clock.clone();
+            s.spawn(move || {
+                let key = format!("tenant-{t}");
+                let lock = || map.lock().unwrap_or_else(PoisonError::into_inner);
+                lock().entry(key.clone()).or_insert(0);
+                for _ in 0..iters {
+                    let now = clock.now_micros();
+                    let mut guard = lock();
+                    if let Some(tat) = guard.get_mut(key.as_str()) {
+                        let (d, new_tat) = gcra::decide(quota, *tat, now);
+                        if let Some(new_tat) = new_tat {
+                            *tat = new_tat;
+                        }
+                        black_box(d.is_allowed());
+                    }
+                }
+            });
+        }
+    });
+    started.elapsed() / u32::try_from(threads).unwrap_or(1)
+}
+
+fn keyed_scaling(c: &mut Criterion) {
+    let quota = Quota::per_second(1_000_000).expect("valid quota");
+    let limiter = KeyedLimiter::builder(Gcra::new(quota))
+        .build()
+        .expect("valid config");
+    let mut group = configure(c, "keyed_distinct_keys");
+    group.bench_function("two_threads", |b| {
+        b.iter_custom(|n| keyed_run(&limiter, 2, n))
+    });
+    group.bench_function("one_thread", |b| {
+        b.iter_custom(|n| keyed_run(&limiter, 1, n))
+    });
+    let map = Mutex::new(HashMap::new());
+    group.bench_function("two_threads_one_mutex", |b| {
+        b.iter_custom(|n| mutex_run(&map, &quota, 2, n));
+    });
+    group.finish();
+}
+
+/// `iters` calls of `call` spread over 64 tasks; wall time per call.
+async fn fan_out<F, Fut>(iters: u64, call: F) -> Duration
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let per_task = iters.div_ceil(TASKS);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..TASKS {
+        let call = call.clone();
+        tasks.spawn(async move {
+            for _ in 0..per_task {
+                call(t).await;
+            }
+        });
+    }
+    tasks.join_all().await;
+    started.elapsed() * u32::try_from(iters).unwrap_or(u32::MAX)
+        / u32::try_from(per_task * TASKS).unwrap_or(u32::MAX)
+}
+
+fn redis_throughput(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let redis = rt.block_on(harness::redis()).expect("redis available");
+    let quota = Quota::per_second(1_000_000).expect("valid quota");
+    let limiter = RedisLimiter::new(
+        redis.connection(),
+        AlgorithmKind::Gcra,
+        quota,
+        redis.prefix(),
+    );
+    let noop = redis::Script::new("return 1");
+    let conn = redis.connection();
+    let mut group = configure(c, "redis_64_tasks");
+    group.bench_function("gcra_script", |b| {
+        b.to_async(&rt).iter_custom(|n| {
+            let limiter = limiter.clone();
+            fan_out(n, move |t| {
+                let limiter = limiter.clone();
+                async move {
+                    let key = format!("bench-{t}");
+                    black_box(limiter.check(&key).await.expect("redis answers"));
+                }
+            })
+        });
+    });
+    group.bench_function("noop_evalsha", |b| {
+        b.to_async(&rt).iter_custom(|n| {
+            let (conn, noop) = (conn.clone(), noop.clone());
+            fan_out(n, move |_| {
+                let (mut conn, noop) = (conn.clone(), noop.clone());
+                async move {
+                    let v: i64 = noop.invoke_async(&mut conn).await.expect("redis answers");
+                    black_box(v);
+                }
+            })
+        });
+    });
+    group.finish();
+}
+
+fn layer_overhead(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let quota = Quota::per_second(1_000_000).expect("valid quota");
+    let limiter = KeyedLimiter::builder(Gcra::new(quota))
+        .build()
+        .expect("valid config");
+    let bare: Router = Router::new().route("/", get(|| async { "hello" }));
+    let limited = bare
+        .clone()
+        .layer(RateLimitLayer::new(limiter, KeyExtractor::Global));
+    let request = || {
+        Request::builder()
+            .uri("/")
+            .body(Body::empty())
+            .expect("valid request")
+    };
+    let mut group = configure(c, "axum_hello");
+    group.bench_function("with_layer", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(limited.clone().oneshot(request()).await) });
+    });
+    group.bench_function("no_layer", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(bare.clone().oneshot(request()).await) });
+    });
+    group.finish();
+}
+
+fn ratio(label: &str, group: &str, candidate: &str, baseline: &str, higher_is_better: bool) {
+    let c = harness::bench::criterion_mean_ns(group, candidate);
+    let b = harness::bench::criterion_mean_ns(group, baseline);
+    if let (Some(c), Some(b)) = (c, b) {
+        if higher_is_better {
+            // Throughput (decisions/s) from time per decision.
+            harness::bench::print_ratio(label, 1e9 / c, 1e9 / b, true);
+        } else {
+            harness::bench::print_ratio(label, c, b, false);
+        }
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    gcra_vs_governor(&mut c);
+    keyed_scaling(&mut c);
+    redis_throughput(&mut c);
+    layer_overhead(&mut c);
+    c.final_summary();
+    ratio(
+        "GCRA decision ns, rate-limiter vs governor",
+        "gcra_decision",
+        "rate_limiter",
+        "governor",
+        false,
+    );
+    ratio(
+        "keyed decisions/s, 2 threads: sharded vs one global mutex",
+        "keyed_distinct_keys",
+        "two_threads",
+        "two_threads_one_mutex",
+        true,
+    );
+    ratio(
+        "keyed decisions/s, 2 threads vs 1 thread",
+        "keyed_distinct_keys",
+        "two_threads",
+        "one_thread",
+        true,
+    );
+    ratio(
+        "Redis decisions/s, GCRA script vs no-op EVALSHA (64 tasks)",
+        "redis_64_tasks",
+        "gcra_script",
+        "noop_evalsha",
+        true,
+    );
+    ratio(
+        "axum hello ns, with layer vs without",
+        "axum_hello",
+        "with_layer",
+        "no_layer",
+        false,
+    );
+}
