@@ -7,6 +7,8 @@
 //!   deleted, with a relay already running (woken by NOTIFY).
 //! - `outbox_throughput/raw_producer`: the same BATCH records (same keys, headers, payloads,
 //!   producer settings) sent from memory by a bare rdkafka `FutureProducer`, awaiting every ack.
+//! - `outbox_throughput/raw_producer_stop_and_wait_500`: the same, but awaiting the acks of every
+//!   500 records before sending the next 500, as a relay claim does: the broker round-trip floor.
 //! - Latency: one event committed every 10 ms for a few seconds; the relay records insert-to-ack
 //!   per event. Once with LISTEN/NOTIFY, once polling every 500 ms.
 
@@ -30,9 +32,11 @@ const BATCH: u64 = 10_000;
 /// Aggregates the events are spread over.
 const AGGREGATES: u64 = 500;
 const PARTITIONS: i32 = 6;
+/// The raw producer awaiting each 500-record chunk's acks before sending the next.
+const RAW_STOP_AND_WAIT: &str = "raw_producer_stop_and_wait_500";
 /// Relay configurations measured: (claim loops per relay, rows per claim). The first is the
 /// default configuration.
-const CONFIGS: [(usize, usize); 3] = [(1, 500), (1, 2000), (2, 2000)];
+const CONFIGS: [(usize, usize); 3] = [(1, 500), (1, 2000), (2, 250)];
 
 fn relay_id((workers, batch): (usize, usize)) -> String {
     format!("relay_{workers}w_{batch}b")
@@ -54,8 +58,10 @@ async fn world() -> anyhow::Result<World> {
 
 fn producer_config(kafka: &TestKafka) -> ClientConfig {
     let mut config = kafka.producer_config();
-    // Same as the relay's default, so both sides batch alike.
-    config.set("linger.ms", "1");
+    // Same as the relay's defaults, so both sides batch and send alike.
+    config
+        .set("linger.ms", "1")
+        .set("socket.nagle.disable", "true");
     config
 }
 
@@ -152,32 +158,29 @@ fn throughput(c: &mut Criterion, rt: &Runtime, w: &World) -> anyhow::Result<()> 
         );
         rt.block_on(relay.shutdown())?;
     }
+    // Fully pipelined: every record enqueued before any ack is awaited (the ideal producer).
     group.bench_function("raw_producer", |b| {
         b.to_async(rt).iter_custom(|iters| {
             let (raw, records, topic) = (&raw, &records, &w.topic);
             async move {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let mut acks = Vec::with_capacity(records.len());
-                    for (key, payload, headers) in records {
-                        let record = FutureRecord::to(topic)
-                            .key(key)
-                            .payload(payload)
-                            .headers(headers.clone());
-                        acks.push(
-                            raw.send_result(record)
-                                .map_err(|(e, _)| e)
-                                .expect("enqueue"),
-                        );
-                    }
-                    for ack in acks {
-                        black_box(
-                            ack.await
-                                .expect("delivery")
-                                .map_err(|(e, _)| e)
-                                .expect("ack"),
-                        );
-                    }
+                    send_and_ack(raw, topic, records, records.len()).await;
+                }
+                start.elapsed()
+            }
+        });
+    });
+    // Stop-and-wait per 500 records, like the relay's default claim: the floor any relay that
+    // deletes only acknowledged rows (and so awaits a batch's acks before claiming the same
+    // aggregates again) pays for broker round trips, with zero database work.
+    group.bench_function(RAW_STOP_AND_WAIT, |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            let (raw, records, topic) = (&raw, &records, &w.topic);
+            async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    send_and_ack(raw, topic, records, 500).await;
                 }
                 start.elapsed()
             }
@@ -185,6 +188,37 @@ fn throughput(c: &mut Criterion, rt: &Runtime, w: &World) -> anyhow::Result<()> 
     });
     group.finish();
     Ok(())
+}
+
+/// Sends `records` in chunks of `chunk`, awaiting every ack of a chunk before the next.
+async fn send_and_ack(
+    raw: &FutureProducer,
+    topic: &str,
+    records: &[(String, Vec<u8>, rdkafka::message::OwnedHeaders)],
+    chunk: usize,
+) {
+    for part in records.chunks(chunk) {
+        let mut acks = Vec::with_capacity(part.len());
+        for (key, payload, headers) in part {
+            let record = FutureRecord::to(topic)
+                .key(key)
+                .payload(payload)
+                .headers(headers.clone());
+            acks.push(
+                raw.send_result(record)
+                    .map_err(|(e, _)| e)
+                    .expect("enqueue"),
+            );
+        }
+        for ack in acks {
+            black_box(
+                ack.await
+                    .expect("delivery")
+                    .map_err(|(e, _)| e)
+                    .expect("ack"),
+            );
+        }
+    }
 }
 
 /// Commits `count` events, one every 10 ms, over 50 aggregates.
@@ -246,6 +280,20 @@ fn main() -> anyhow::Result<()> {
             "raw producer:      {:>9.0} events/s (memory -> acked)",
             per_sec(raw)
         );
+        if let Some(stop_and_wait) =
+            harness::bench::criterion_mean_ns("outbox_throughput", RAW_STOP_AND_WAIT)
+        {
+            println!(
+                "raw producer, stop-and-wait per 500: {:>9.0} events/s (memory -> acked)",
+                per_sec(stop_and_wait)
+            );
+            harness::bench::print_ratio(
+                "raw producer stop-and-wait 500 vs pipelined, events/s",
+                per_sec(stop_and_wait),
+                per_sec(raw),
+                true,
+            );
+        }
         for config in CONFIGS {
             let Some(relay) =
                 harness::bench::criterion_mean_ns("outbox_throughput", &relay_id(config))

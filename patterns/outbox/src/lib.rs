@@ -38,7 +38,8 @@
 //! | failure | what happens |
 //! |---|---|
 //! | relay crashes (even between ack and delete) | claim rolls back, rows re-published in order: duplicates |
-//! | Kafka down | sends time out, claim commits nothing, relay backs off and retries |
+//! | Kafka down (from the start or mid-stream) | sends time out, claim commits nothing, relay backs off and retries |
+//! | producer fenced after the outage (broker refuses its producer id/epoch) | producer replaced by a fresh one, batch re-published from the heads |
 //! | Kafka rejects a row for good (too large) | row parked with the reason; its aggregate waits; others flow |
 //! | Postgres connection terminated | claim fails, relay backs off, reconnects through the pool |
 //! | NOTIFY lost (listener reconnecting) | the fallback poll interval picks the rows up |

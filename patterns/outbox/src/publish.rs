@@ -94,10 +94,8 @@ impl Publisher {
         match self.config.create::<FutureProducer>() {
             Ok(fresh) => {
                 tracing::warn!(?code, %reason, "kafka producer unusable; replaced it");
-                let old = std::mem::replace(&mut *current, (generation + 1, fresh));
-                drop(current);
-                // Dropping the last handle purges and joins librdkafka's threads: blocking work.
-                tokio::task::spawn_blocking(move || drop(old));
+                // Not the last handle: the caller still holds `producer`.
+                drop(std::mem::replace(&mut *current, (generation + 1, fresh)));
                 true
             }
             Err(error) => {
@@ -120,6 +118,9 @@ impl Publisher {
         let failed = outcomes.iter().any(|o| matches!(o, Outcome::Failed(_)));
         if failed && self.renew_if_unusable(generation, &producer, stale) {
             metrics.add_producer_renewal();
+            // Usually the last handle of the old producer: dropping it purges its queue and
+            // joins librdkafka's threads, blocking work that must stay off the async workers.
+            tokio::task::spawn_blocking(move || drop(producer));
         }
         outcomes
     }
@@ -173,8 +174,16 @@ impl Publisher {
         let record = row
             .encode()
             .map_err(|e| Outcome::Rejected(format!("cannot encode envelope: {e}")))?;
-        let topic = self.topics.topic_for(&row.aggregate_type);
-        let message = FutureRecord::to(&topic)
+        // No per-row allocation for the common fixed topic.
+        let routed;
+        let topic = match &self.topics {
+            TopicRoute::Fixed(topic) => topic.as_str(),
+            TopicRoute::ByAggregateType { .. } => {
+                routed = self.topics.topic_for(&row.aggregate_type);
+                routed.as_str()
+            }
+        };
+        let message = FutureRecord::to(topic)
             .key(&record.key)
             .payload(&record.payload)
             .headers(record.headers);

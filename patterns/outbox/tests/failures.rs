@@ -310,7 +310,10 @@ async fn a_broker_outage_mid_stream_keeps_the_backlog_and_everything_is_publishe
     let broker = harness::PrivateKafka::start().await?;
     let pg = harness::postgres().await?;
     outbox::migrate(pg.pool()).await?;
-    let topic = broker.kafka().create_topic("outage", common::PARTITIONS).await?;
+    let topic = broker
+        .kafka()
+        .create_topic("outage", common::PARTITIONS)
+        .await?;
     let mut kafka = broker.kafka().producer_config();
     // Reconnect quickly once the broker is back, so the test does not wait out long backoffs.
     kafka.set("reconnect.backoff.max.ms", "200");

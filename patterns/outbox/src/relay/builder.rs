@@ -146,6 +146,9 @@ impl RelayBuilder {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", self.linger.as_millis().to_string())
+            // Every claim waits for its acks before the next one: Nagle's algorithm would hold
+            // the last small produce request of a batch back for a delayed TCP ack.
+            .set("socket.nagle.disable", "true")
             .set(
                 "message.timeout.ms",
                 self.publish_timeout.as_millis().to_string(),
