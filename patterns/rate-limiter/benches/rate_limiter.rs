@@ -3,7 +3,8 @@
 //! 1. in-process GCRA decision vs the `governor` crate on the same quota;
 //! 2. the keyed limiter, 2 threads on distinct keys vs 1 thread and vs one global mutex
 //!    (scaling, not serialising);
-//! 3. Redis GCRA decisions at 64 concurrent tasks vs a no-op `EVALSHA` on the same connection;
+//! 3. Redis GCRA decisions at 64 concurrent tasks vs a no-op `EVALSHA` on the same connection,
+//!    with the bare GCRA `EVALSHA` between them to split client from server cost;
 //! 4. an axum hello-world with the layer vs without it.
 
 use std::collections::HashMap;
@@ -155,14 +156,47 @@ fn redis_throughput(c: &mut Criterion) {
     let noop = redis::Script::new("return 1");
     let conn = redis.connection();
     let mut group = configure(c, "redis_64_tasks");
+    // Keys built once, like the raw variant's commands: the benchmark measures the limiter,
+    // not the formatting of its input.
+    let keys: std::sync::Arc<Vec<String>> =
+        std::sync::Arc::new((0..TASKS).map(|t| format!("bench-{t}")).collect());
     group.bench_function("gcra_script", |b| {
         b.to_async(&rt).iter_custom(|n| {
-            let limiter = limiter.clone();
+            let (limiter, keys) = (limiter.clone(), keys.clone());
             fan_out(n, move |t| {
-                let limiter = limiter.clone();
+                let (limiter, keys) = (limiter.clone(), keys.clone());
                 async move {
-                    let key = format!("bench-{t}");
-                    black_box(limiter.check(&key).await.expect("redis answers"));
+                    let key = &keys[usize::try_from(t).unwrap_or(0)];
+                    black_box(limiter.check(key).await.expect("redis answers"));
+                }
+            })
+        });
+    });
+    // The same script with no limiter around it: one pre-built `EVALSHA` per task, reused for
+    // every call. Its distance from `gcra_script` is the client-side cost of `RedisLimiter`;
+    // its distance from `noop_evalsha` is what the script costs the server.
+    let raw = redis::Script::new(limiter.script_source());
+    rt.block_on(raw.prepare_invoke().load_async(&mut conn.clone()))
+        .expect("script loads");
+    let raw_cmds: Vec<redis::Cmd> = (0..TASKS)
+        .map(|t| {
+            raw_gcra_cmd(
+                &raw,
+                &quota,
+                &format!("{}:{{raw-{t}}}:gcra", redis.prefix()),
+            )
+        })
+        .collect();
+    let raw_cmds = std::sync::Arc::new(raw_cmds);
+    group.bench_function("raw_gcra_evalsha", |b| {
+        b.to_async(&rt).iter_custom(|n| {
+            let (conn, cmds) = (conn.clone(), raw_cmds.clone());
+            fan_out(n, move |t| {
+                let (mut conn, cmds) = (conn.clone(), cmds.clone());
+                async move {
+                    let cmd = &cmds[usize::try_from(t).unwrap_or(0)];
+                    let v: redis::Value = cmd.query_async(&mut conn).await.expect("redis answers");
+                    black_box(v);
                 }
             })
         });
@@ -180,6 +214,16 @@ fn redis_throughput(c: &mut Criterion) {
         });
     });
     group.finish();
+}
+
+/// `EVALSHA` of the GCRA script for `key` on the server clock, arguments as `RedisLimiter` sends them.
+fn raw_gcra_cmd(script: &redis::Script, quota: &Quota, key: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(1).arg(key).arg("");
+    for a in RedisLimiter::script_args(AlgorithmKind::Gcra, quota) {
+        cmd.arg(a);
+    }
+    cmd
 }
 
 fn layer_overhead(c: &mut Criterion) {
@@ -256,6 +300,20 @@ fn main() {
         "redis_64_tasks",
         "gcra_script",
         "noop_evalsha",
+        true,
+    );
+    ratio(
+        "Redis decisions/s, raw GCRA EVALSHA (no limiter) vs no-op EVALSHA (64 tasks)",
+        "redis_64_tasks",
+        "raw_gcra_evalsha",
+        "noop_evalsha",
+        true,
+    );
+    ratio(
+        "Redis decisions/s, GCRA script via RedisLimiter vs raw GCRA EVALSHA (64 tasks)",
+        "redis_64_tasks",
+        "gcra_script",
+        "raw_gcra_evalsha",
         true,
     );
     ratio(

@@ -54,7 +54,7 @@ pub enum RedisLimitError {
     /// Redis (or the connection to it) returned an error.
     #[error("Redis error: {0}")]
     Redis(#[from] redis::RedisError),
-    /// The script returned something other than the four integers it promises.
+    /// The script returned something other than the reply it promises.
     #[error("unexpected script reply: {0}")]
     BadReply(String),
 }

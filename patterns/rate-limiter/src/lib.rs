@@ -39,7 +39,7 @@
 //! |---|---|---|
 //! | Redis black-holed (hangs) | each call gives up after the timeout; policy decides | `tests/failure_policy.rs` |
 //! | Redis refuses connections | calls fail fast; policy decides | `tests/failure_policy.rs` |
-//! | Redis restarted, scripts flushed | `NOSCRIPT` → script reloaded, call retried | (redis `Script::invoke_async`) |
+//! | Redis restarted, scripts flushed | `NOSCRIPT` → script reloaded, call retried once | `tests/script_cache.rs` |
 //! | hot key hammering a denied quota | answered from the local deny cache | `tests/failure_policy.rs` |
 //! | key-space flood in process | new keys denied once `max_keys` active keys are tracked | `tests/keyed.rs` |
 //!

@@ -2,7 +2,7 @@
 //!
 //! No I/O, no clock reads, no locks: each algorithm maps the key's state and an integer
 //! timestamp to a [`Decision`] and the next state. The in-process limiters add a clock and
-//! storage; the Redis scripts in `src/redis/lua/` are line-by-line translations of these files,
+//! storage; the Redis scripts in `src/redis_backend/lua/` are line-by-line translations of these files,
 //! and a property test requires both to decide identically.
 
 use crate::{Decision, Quota};

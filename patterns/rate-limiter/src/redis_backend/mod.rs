@@ -2,10 +2,11 @@
 
 mod scripts;
 
+use std::io::Write as _;
 use std::sync::Arc;
 
-use redis::Script;
 use redis::aio::ConnectionManager;
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisWrite, Script, ServerErrorKind, ToRedisArgs};
 
 use crate::{AlgorithmKind, Decision, Quota, RedisLimitError};
 
@@ -43,6 +44,63 @@ struct Inner {
     namespace: String,
     /// The script (source + SHA1).
     script: Script,
+    /// `ARGV[2..]`, computed once from the quota (see [`RedisLimiter::script_args`]).
+    args: Vec<u64>,
+}
+
+impl Inner {
+    /// The `EVALSHA` for one decision on `key`: built straight into one command buffer (no
+    /// intermediate per-argument vectors), with the quota arguments precomputed.
+    fn command(&self, key: &str, now: Option<u64>) -> Cmd {
+        let two_keys = self.kind == AlgorithmKind::SlidingLog;
+        // `namespace:{key}:<name>:seq` at most.
+        let tag_len = self.namespace.len() + key.len() + 12;
+        // Sized up front (≤ 10 arguments: name, SHA, key count, ≤ 2 keys, now, ≤ 4 quota
+        // values; ≤ 20 digits each) so building the command allocates twice, not once per
+        // growth step.
+        let mut cmd = Cmd::with_capacity(10, 48 + 2 * tag_len + 5 * 20);
+        cmd.arg("EVALSHA").arg(self.script.get_hash());
+        let tag = KeyArg {
+            namespace: &self.namespace,
+            key,
+            kind: self.kind,
+            suffix: "",
+        };
+        if two_keys {
+            cmd.arg(2).arg(tag).arg(KeyArg {
+                suffix: ":seq",
+                ..tag
+            });
+        } else {
+            cmd.arg(1).arg(tag);
+        }
+        match now {
+            Some(now) => cmd.arg(now),
+            None => cmd.arg(""),
+        };
+        for arg in &self.args {
+            cmd.arg(*arg);
+        }
+        cmd
+    }
+
+    /// Runs `cmd`; on `NOSCRIPT` (the server restarted, failed over or had its script cache
+    /// flushed) loads the script and retries once. Loading is idempotent, so concurrent
+    /// callers that all hit `NOSCRIPT` at once are harmless.
+    async fn eval<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        conn: &mut ConnectionManager,
+    ) -> redis::RedisResult<T> {
+        match cmd.query_async(conn).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                tracing::debug!(kind = ?self.kind, "rate limiter script not cached by Redis, loading it");
+                self.script.load_async(conn).await?;
+                cmd.query_async(conn).await
+            }
+            other => other,
+        }
+    }
 }
 
 impl std::fmt::Debug for RedisLimiter {
@@ -69,6 +127,7 @@ impl RedisLimiter {
             quota,
             namespace: namespace.into(),
             script: scripts::script(kind),
+            args: Self::script_args(kind, &quota),
         };
         Self {
             inner: Arc::new(inner),
@@ -99,21 +158,30 @@ impl RedisLimiter {
 
     async fn invoke(&self, key: &str, now: Option<u64>) -> Result<Decision, RedisLimitError> {
         let inner = &*self.inner;
-        let q = &inner.quota;
-        let tag = format!("{}:{{{}}}:{}", inner.namespace, key, inner.kind.name());
-        let mut call = inner.script.prepare_invoke();
-        call.key(&tag);
-        if inner.kind == AlgorithmKind::SlidingLog {
-            call.key(format!("{tag}:seq"));
-        }
-        call.arg(now.map_or_else(String::new, |n| n.to_string()))
-            .arg(q.limit())
-            .arg(q.period_micros())
-            .arg(q.burst())
-            .arg(q.interval_micros());
+        let cmd = inner.command(key, now);
         let mut conn = self.conn.clone();
-        let reply: Vec<i64> = call.invoke_async(&mut conn).await?;
-        parse(q.limit(), &reply)
+        if inner.kind == AlgorithmKind::Gcra {
+            let reply: i64 = inner.eval(&cmd, &mut conn).await?;
+            parse_gcra(&inner.quota, reply)
+        } else {
+            let reply: Vec<i64> = inner.eval(&cmd, &mut conn).await?;
+            parse(inner.quota.limit(), &reply)
+        }
+    }
+
+    /// The arguments after `now` (`ARGV[2..]`) that `kind`'s script receives for `quota`, as
+    /// sent on every call (for review, and for reproducing a call with `redis-cli`).
+    #[must_use]
+    pub fn script_args(kind: AlgorithmKind, quota: &Quota) -> Vec<u64> {
+        match kind {
+            AlgorithmKind::Gcra => vec![quota.interval_micros(), quota.tolerance_micros()],
+            _ => vec![
+                quota.limit(),
+                quota.period_micros(),
+                quota.burst(),
+                quota.interval_micros(),
+            ],
+        }
     }
 
     /// The algorithm this limiter runs.
@@ -132,6 +200,54 @@ impl RedisLimiter {
     #[must_use]
     pub fn script_source(&self) -> &'static str {
         scripts::source(self.inner.kind)
+    }
+}
+
+/// The Redis key `namespace:{key}:<algorithm><suffix>`, written straight into the command
+/// buffer (no intermediate `String` per call).
+#[derive(Clone, Copy)]
+struct KeyArg<'a> {
+    /// [`Inner::namespace`].
+    namespace: &'a str,
+    /// The caller's key: the cluster hash tag.
+    key: &'a str,
+    /// Selects the algorithm suffix.
+    kind: AlgorithmKind,
+    /// Distinguishes a script's second key (`":seq"`), else empty.
+    suffix: &'a str,
+}
+
+impl ToRedisArgs for KeyArg<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        let mut w = out.writer_for_next_arg();
+        // Writing into the command's in-memory buffer cannot fail.
+        let _ = write!(
+            w,
+            "{}:{{{}}}:{}{}",
+            self.namespace,
+            self.key,
+            self.kind.name(),
+            self.suffix
+        );
+    }
+}
+
+/// GCRA's one-integer reply (`new_tat - now` when admitted, `now - tat` when denied) →
+/// [`Decision`], with exactly the arithmetic of [`gcra::decide_with`](crate::algorithm::gcra::decide_with).
+fn parse_gcra(quota: &Quota, reply: i64) -> Result<Decision, RedisLimitError> {
+    let bad = || RedisLimitError::BadReply(reply.to_string());
+    let (interval, tau) = (quota.interval_micros(), quota.tolerance_micros());
+    let reset = reply.unsigned_abs();
+    if reply > 0 {
+        // Admitted: `reset` = new_tat - now ≤ τ.
+        let remaining = tau.checked_sub(reset).ok_or_else(bad)? / interval;
+        Ok(Decision::allowed(quota.limit(), remaining, reset))
+    } else if reply < 0 {
+        // Denied: `reset` = tat - now; allowed again at tat + interval - τ.
+        let retry = (reset + interval).checked_sub(tau).ok_or_else(bad)?;
+        Ok(Decision::denied(quota.limit(), reset, retry))
+    } else {
+        Err(bad())
     }
 }
 

@@ -1,11 +1,12 @@
-//! The Lua sources, one per algorithm, each prefixed with `lua/common.lua`.
+//! The Lua sources, one per algorithm, each prefixed with `lua/common.lua` — except GCRA, the
+//! hot path, which is standalone and leaner (see `lua/gcra.lua`).
 
 use redis::Script;
 
 use crate::AlgorithmKind;
 
-/// GCRA: one string key.
-const GCRA: &str = concat!(include_str!("lua/common.lua"), include_str!("lua/gcra.lua"));
+/// GCRA: one string key; its own argument layout and a one-integer reply.
+const GCRA: &str = include_str!("lua/gcra.lua");
 /// Token bucket: one hash.
 const TOKEN_BUCKET: &str = concat!(
     include_str!("lua/common.lua"),
