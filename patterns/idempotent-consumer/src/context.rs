@@ -13,8 +13,11 @@ use rdkafka::{ClientContext, TopicPartitionList};
 /// work to finish and nothing processed but uncommitted. What can exist is a batch being
 /// *collected* across several polls; the flag tells the loop to drop the records of partitions
 /// it no longer owns (abandon them: not processed, not committed, the new owner reads them).
-/// If a batch outlives the membership (processing longer than `max.poll.interval.ms`), its
-/// offset commit is rejected and the new owner's redelivery is absorbed by the inbox.
+/// If a batch outlives the membership (processing longer than `max.poll.interval.ms`), the
+/// group moves on without this member; the batch still finishes (its transaction commits), and
+/// its offset commit is rejected by Kafka (the member was fenced) — or accepted by a lenient
+/// broker, which is harmless too: it only covers records whose effects are committed. The new
+/// owner's redelivery of those records is absorbed by the inbox.
 #[derive(Debug, Default)]
 pub(crate) struct GroupContext {
     /// Set on every assignment change; cleared by the loop when it re-reads the assignment.

@@ -39,6 +39,7 @@
 //! | handler error, permanent / malformed record | DLQ at once, partition continues |
 //! | Postgres or DLQ unavailable | batch retried with capped backoff, nothing committed |
 //! | rebalance | revocations arrive between batches; records of lost partitions are abandoned |
+//! | rebalance while a batch is in flight | the batch finishes; its offsets cover only applied records |
 //! | offset commit rejected | logged; records redelivered to the new owner and deduplicated |
 //!
 //! # Layout

@@ -224,6 +224,40 @@ pub struct TestHandler {
     pub attempts: Arc<Mutex<HashMap<String, u32>>>,
     pub broken: Arc<AtomicBool>,
     pub delay: Option<Duration>,
+    /// While closed, every call waits here before writing its effect.
+    pub gate: Option<Gate>,
+}
+
+/// A gate a handler waits at: lets a test hold a batch in flight (its transaction open) for
+/// as long as it needs, then release it.
+#[derive(Clone, Default)]
+pub struct Gate {
+    open: Arc<AtomicBool>,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl Gate {
+    /// Whether a handler call has reached the closed gate (a batch is in flight).
+    pub fn has_waiters(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
+    }
+
+    pub fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    async fn pass(&self) {
+        while !self.open.load(Ordering::SeqCst) {
+            let notified = self.notify.notified();
+            // Registered before the re-check, so an `open` in between is not missed.
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            if !self.open.load(Ordering::SeqCst) {
+                notified.await;
+            }
+        }
+    }
 }
 
 impl Handler for TestHandler {
@@ -253,6 +287,9 @@ impl Handler for TestHandler {
         }
         if d.breakable && self.broken.load(Ordering::SeqCst) {
             return Err(HandlerError::permanent("broken until fixed"));
+        }
+        if let Some(gate) = &self.gate {
+            gate.pass().await;
         }
         if let Some(delay) = self.delay {
             tokio::time::sleep(delay).await;
