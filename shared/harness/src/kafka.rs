@@ -203,19 +203,14 @@ impl Drop for TestKafka {
         let config = self.base_config();
         // Best effort, off the caller's thread: the admin client drives its own polling thread,
         // so a plain executor can wait on its future.
-        let spawned = std::thread::Builder::new()
-            .name("harness-topic-cleanup".into())
-            .spawn(move || {
-                let Ok(admin) = config.create::<AdminClient<DefaultClientContext>>() else {
-                    return;
-                };
-                let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-                let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
-                let _ = futures::executor::block_on(admin.delete_topics(&names, &options));
-            });
-        if let Err(error) = spawned {
-            tracing::debug!(%error, "could not spawn the topic cleaner");
-        }
+        crate::clean_up_in_background("harness-topic-cleanup", move || {
+            let Ok(admin) = config.create::<AdminClient<DefaultClientContext>>() else {
+                return;
+            };
+            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+            let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
+            let _ = futures::executor::block_on(admin.delete_topics(&names, &options));
+        });
     }
 }
 

@@ -63,3 +63,17 @@ pub use private_kafka::PrivateKafka;
 pub use proxy::FaultProxy;
 pub use redis::{TestRedis, redis};
 pub use wait::eventually;
+
+/// Runs best-effort clean-up `work` on a short-lived thread of its own.
+///
+/// Used by the `Drop` impls: `Drop` must not block, and the test's runtime may already be
+/// shutting down when a handle is dropped. If the process exits first, the work is lost, which is
+/// why every resource is also named so that a later run can recognise and sweep it.
+fn clean_up_in_background(name: &str, work: impl FnOnce() + Send + 'static) {
+    if let Err(error) = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(work)
+    {
+        tracing::debug!(%error, thread = name, "could not spawn a clean-up thread");
+    }
+}

@@ -141,22 +141,17 @@ impl Drop for TestDatabase {
         // runtime (the test's runtime may be shutting down). If the process exits first, the next
         // run's sweep removes the database.
         let (admin, name) = (self.admin_url.clone(), std::mem::take(&mut self.name));
-        let spawned = std::thread::Builder::new()
-            .name("harness-drop-db".into())
-            .spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                if let Err(error) = rt.block_on(drop_database(&admin, &name)) {
-                    tracing::debug!(%error, database = %name, "could not drop test database");
-                }
-            });
-        if let Err(error) = spawned {
-            tracing::debug!(%error, "could not spawn the database dropper");
-        }
+        crate::clean_up_in_background("harness-drop-db", move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            if let Err(error) = rt.block_on(drop_database(&admin, &name)) {
+                tracing::debug!(%error, database = %name, "could not drop test database");
+            }
+        });
     }
 }
 

@@ -132,16 +132,11 @@ impl Drop for TestRedis {
         // connection. Keys that outlive a crashed run are harmless (tests use TTLs or fresh
         // prefixes) and never collide with a later run's prefix.
         let (client, pattern) = (self.client.clone(), format!("{}:*", self.prefix));
-        let spawned = std::thread::Builder::new()
-            .name("harness-redis-cleanup".into())
-            .spawn(move || {
-                if let Err(error) = delete_matching(&client, &pattern) {
-                    tracing::debug!(%error, %pattern, "could not delete test keys");
-                }
-            });
-        if let Err(error) = spawned {
-            tracing::debug!(%error, "could not spawn the Redis key cleaner");
-        }
+        crate::clean_up_in_background("harness-redis-cleanup", move || {
+            if let Err(error) = delete_matching(&client, &pattern) {
+                tracing::debug!(%error, %pattern, "could not delete test keys");
+            }
+        });
     }
 }
 
