@@ -12,9 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dlq::DeadLetterQueue;
 use crate::metrics::BatchTally;
-use crate::retry::{Decision, RetryPolicy};
 use crate::sequence::{self, AggregateKey, GapPolicy, Verdict};
-use crate::{Claim, Event, FaultPoint, Handler, HandlerError, Inbox, Metrics};
+use crate::{
+    Claim, Decision, Event, FaultPoint, Handler, HandlerError, Inbox, Metrics, RetryPolicy,
+};
 
 /// Why a batch was not committed. The offsets of an uncommitted batch are never committed.
 #[derive(Debug, thiserror::Error)]

@@ -7,41 +7,12 @@
 //! "recorded as applied" the same fact.
 
 use std::collections::HashSet;
-use std::sync::Arc;
-use std::time::Duration;
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
-/// Whether a message is new to this consumer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// The key was recorded now: apply the effect in the same transaction.
-    Fresh,
-    /// The key was already present (or appeared earlier in the same batch): skip.
-    Duplicate,
-}
-
-/// Dedupe keys of one consumer (a consumer name is a namespace: two services reading the same
-/// topic each apply every event once).
-#[derive(Debug, Clone)]
-pub struct Inbox {
-    /// The namespace, stored in `inbox.consumer_name`.
-    consumer: Arc<str>,
-}
+use crate::{Claim, Inbox};
 
 impl Inbox {
-    /// The inbox of the consumer with this name.
-    pub fn new(consumer: impl Into<Arc<str>>) -> Self {
-        Self {
-            consumer: consumer.into(),
-        }
-    }
-
-    /// The consumer name this inbox belongs to.
-    pub fn consumer(&self) -> &str {
-        &self.consumer
-    }
-
     /// Records one key inside the caller's transaction.
     ///
     /// `INSERT … ON CONFLICT DO NOTHING` rather than "SELECT then INSERT": the check and the
@@ -101,43 +72,5 @@ impl Inbox {
                 }
             })
             .collect())
-    }
-
-    /// Deletes keys older than `horizon`, `batch` rows per statement; returns rows deleted.
-    ///
-    /// Small batches, each its own short transaction, instead of one big `DELETE`: a huge
-    /// delete holds row locks for long, produces one burst of dead tuples that autovacuum
-    /// only reclaims later (the table and index bloat meanwhile) and can stall replicas. The
-    /// clock is Postgres' `now()`, the same clock that stamped `processed_at`.
-    ///
-    /// # Errors
-    /// The database error of the failing batch; earlier batches stay deleted.
-    pub async fn prune(
-        &self,
-        pool: &PgPool,
-        horizon: Duration,
-        batch: i64,
-    ) -> Result<u64, sqlx::Error> {
-        let mut total = 0;
-        loop {
-            // SKIP LOCKED: never wait behind a consumer transaction that is inserting keys.
-            let deleted = sqlx::query(
-                "DELETE FROM inbox WHERE consumer_name = $1 AND message_key IN ( \
-                   SELECT message_key FROM inbox \
-                   WHERE consumer_name = $1 \
-                     AND processed_at < now() - make_interval(secs => $2) \
-                   ORDER BY processed_at LIMIT $3 FOR UPDATE SKIP LOCKED)",
-            )
-            .bind(&*self.consumer)
-            .bind(horizon.as_secs_f64())
-            .bind(batch.max(1))
-            .execute(pool)
-            .await?
-            .rows_affected();
-            total += deleted;
-            if deleted < u64::try_from(batch.max(1)).unwrap_or(u64::MAX) {
-                return Ok(total);
-            }
-        }
     }
 }

@@ -43,12 +43,14 @@
 //! | offset commit rejected | logged; records redelivered to the new owner and deduplicated |
 //!
 //! # Layout
-//! - [`inbox`](Inbox) — `inbox.rs`: claim keys (`INSERT … ON CONFLICT DO NOTHING`), prune.
+//! - [`inbox`](Inbox) — `inbox.rs`: claim keys (`INSERT … ON CONFLICT DO NOTHING`);
+//!   `inbox_table.rs`: the [`Inbox`] handle, [`Claim`], prune.
 //! - `batch.rs` — one batch in one transaction: fast path, per-message savepoints, DLQ.
 //! - `consumer.rs` — the loop: poll, process, commit offsets after the DB; crash table.
 //! - `builder.rs` — [`ConsumerBuilder`]; `context.rs` — rebalance callbacks.
 //! - `sequence.rs` — [`classify`], [`GapPolicy`], the `aggregate_version` table.
-//! - `retry.rs` — [`RetryPolicy`]; `dlq.rs` — [`DeadLetter`], [`dlq_header`];
+//! - `retry.rs` — backoff and the retry-or-dead-letter decision; `retry_policy.rs` —
+//!   [`RetryPolicy`], [`Decision`]; `dlq.rs` — [`DeadLetter`], [`dlq_header`];
 //!   `replay.rs` — [`replay`].
 //! - `event.rs` — [`Event`], [`MessageId`]; `handler.rs` — [`Handler`].
 //! - `retention.rs` — [`Retention`]; `lag.rs` — [`consumer_lag`]; `metrics.rs` — [`Metrics`].
@@ -88,10 +90,12 @@ mod error;
 mod event;
 mod fault;
 mod handler;
+mod inbox_table;
 mod lag;
 mod metrics;
 mod replay;
 mod retention;
+mod retry_policy;
 mod sequence;
 
 #[cfg(not(feature = "exercise"))]
@@ -114,12 +118,12 @@ pub use event::{DecodeError, Event, MessageId, Position};
 #[doc(hidden)]
 pub use fault::FaultPoint;
 pub use handler::Handler;
-pub use inbox::{Claim, Inbox};
+pub use inbox_table::{Claim, Inbox};
 pub use lag::consumer_lag;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use replay::{ReplayReport, ReplaySelection, replay};
 pub use retention::Retention;
-pub use retry::{Decision, RetryPolicy};
+pub use retry_policy::{Decision, RetryPolicy};
 pub use sequence::{GapPolicy, Verdict, classify};
 
 /// Installs the `inbox` and `aggregate_version` tables (idempotent).

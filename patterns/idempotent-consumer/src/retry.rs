@@ -1,74 +1,10 @@
 //! Bounded retries: exponential backoff with full jitter, then the dead-letter queue.
 
-use std::num::NonZeroU32;
 use std::time::Duration;
 
-use crate::{ConfigError, HandlerError};
-
-/// How often and how patiently a failing message is retried.
-///
-/// While a message is retried, later messages of the *same partition* wait: per-partition
-/// order is what the per-aggregate sequence relies on. Other partitions are not delayed by
-/// the backoff itself but share the consumer's loop, so the total delay is bounded
-/// ([`RetryPolicy::max_total_delay`]) and should stay well below `max.poll.interval.ms`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in total, including the first.
-    max_attempts: NonZeroU32,
-    /// Ceiling of the first retry's delay; doubles per attempt.
-    base: Duration,
-    /// Upper bound of any single delay.
-    cap: Duration,
-}
-
-/// What to do after a failed attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// Roll back to the message's savepoint, sleep, try again.
-    Retry {
-        /// How long to wait first.
-        after: Duration,
-    },
-    /// Give up: write the message to the dead-letter queue and move on.
-    DeadLetter,
-}
-
-impl Default for RetryPolicy {
-    /// 5 attempts, 50 ms base, 1 s cap: at most ~1.75 s of waiting per message.
-    fn default() -> Self {
-        Self {
-            max_attempts: NonZeroU32::new(5).unwrap_or(NonZeroU32::MIN),
-            base: Duration::from_millis(50),
-            cap: Duration::from_secs(1),
-        }
-    }
-}
+use crate::{Decision, HandlerError, RetryPolicy};
 
 impl RetryPolicy {
-    /// A policy of `max_attempts` attempts with delays drawn from `[0, min(cap, base·2ⁿ⁻¹)]`.
-    ///
-    /// # Errors
-    /// [`ConfigError::InvalidBackoff`] if `base` is zero or larger than `cap`.
-    pub fn new(
-        max_attempts: NonZeroU32,
-        base: Duration,
-        cap: Duration,
-    ) -> Result<Self, ConfigError> {
-        if base.is_zero() || base > cap {
-            return Err(ConfigError::InvalidBackoff);
-        }
-        Ok(Self {
-            max_attempts,
-            base,
-            cap,
-        })
-    }
-
-    /// Attempts in total, including the first.
-    pub fn max_attempts(&self) -> NonZeroU32 {
-        self.max_attempts
-    }
-
     /// The largest delay the jitter may pick after failed attempt number `attempt` (1-based):
     /// `min(cap, base · 2^(attempt-1))`.
     pub fn ceiling(&self, attempt: u32) -> Duration {
@@ -97,7 +33,10 @@ impl RetryPolicy {
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroU32;
+
     use super::*;
+    use crate::ConfigError;
     use proptest::prelude::*;
 
     fn policy(attempts: u32) -> RetryPolicy {

@@ -46,7 +46,8 @@
 //!
 //! # Layout
 //! - [`schema`](migrate): the embedded migrations (`migrations/`).
-//! - `writer`: [`NewEvent`], [`enqueue`] — append inside the caller's transaction.
+//! - `event`: [`NewEvent`], [`EnqueuedEvent`] — what is appended, and its validation.
+//! - `writer`: [`enqueue`] — append inside the caller's transaction.
 //! - `claim`: [`claim`], [`Claim`] — lock aggregates with `FOR UPDATE SKIP LOCKED`, delete on completion.
 //! - `settle`: [`settle`], [`Outcome`] — the per-aggregate acked-prefix rule.
 //! - `publish`: [`TopicRoute`] and the idempotent producer wrapper.
@@ -79,6 +80,7 @@ mod claim;
 #[cfg(feature = "exercise")]
 #[path = "../exercises/src/claim.rs"]
 mod claim;
+mod event;
 #[cfg(not(feature = "exercise"))]
 mod writer;
 #[cfg(feature = "exercise")]
@@ -98,6 +100,7 @@ mod settle;
 pub use audit::{AuditReport, Observation, SequenceAudit};
 pub use claim::{Claim, claim};
 pub use error::OutboxError;
+pub use event::{EnqueuedEvent, NewEvent};
 pub use orders::{ORDER, OrderStatus, advance_order, place_order};
 pub use parked::{ParkedEvent, discard_parked, list_parked, retry_parked};
 pub use publish::TopicRoute;
@@ -109,4 +112,4 @@ pub use relay::{PhaseTimes, Relay, RelayBuilder, RelayError, RelayHandle, RelayM
 pub use row::OutboxRow;
 pub use schema::migrate;
 pub use settle::{Outcome, Settlement, settle};
-pub use writer::{EnqueuedEvent, NewEvent, enqueue};
+pub use writer::enqueue;

@@ -2,7 +2,7 @@
 //! dead-letter queue.
 //!
 //! Implement [`RetryPolicy::ceiling`], [`RetryPolicy::max_total_delay`] and
-//! [`RetryPolicy::decide`]. The constructor is given. Run `make exercise
+//! [`RetryPolicy::decide`]. The type and its constructor are given, in `src/retry_policy.rs`. Run `make exercise
 //! NAME=idempotent-consumer STEP=3` and read `exercises/step3.md` for hints.
 #![allow(
     clippy::todo,
@@ -10,70 +10,11 @@
     reason = "workshop stubs: the learner replaces each todo!() body"
 )]
 
-use std::num::NonZeroU32;
 use std::time::Duration;
 
-use crate::{ConfigError, HandlerError};
-
-/// How often and how patiently a failing message is retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in total, including the first.
-    max_attempts: NonZeroU32,
-    /// Ceiling of the first retry's delay; doubles per attempt.
-    base: Duration,
-    /// Upper bound of any single delay.
-    cap: Duration,
-}
-
-/// What to do after a failed attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// Roll back to the message's savepoint, sleep, try again.
-    Retry {
-        /// How long to wait first.
-        after: Duration,
-    },
-    /// Give up: write the message to the dead-letter queue and move on.
-    DeadLetter,
-}
-
-impl Default for RetryPolicy {
-    /// 5 attempts, 50 ms base, 1 s cap.
-    fn default() -> Self {
-        Self {
-            max_attempts: NonZeroU32::new(5).unwrap_or(NonZeroU32::MIN),
-            base: Duration::from_millis(50),
-            cap: Duration::from_secs(1),
-        }
-    }
-}
+use crate::{Decision, HandlerError, RetryPolicy};
 
 impl RetryPolicy {
-    /// Given: a policy of `max_attempts` attempts.
-    ///
-    /// # Errors
-    /// [`ConfigError::InvalidBackoff`] if `base` is zero or larger than `cap`.
-    pub fn new(
-        max_attempts: NonZeroU32,
-        base: Duration,
-        cap: Duration,
-    ) -> Result<Self, ConfigError> {
-        if base.is_zero() || base > cap {
-            return Err(ConfigError::InvalidBackoff);
-        }
-        Ok(Self {
-            max_attempts,
-            base,
-            cap,
-        })
-    }
-
-    /// Given: attempts in total, including the first.
-    pub fn max_attempts(&self) -> NonZeroU32 {
-        self.max_attempts
-    }
-
     /// `min(cap, base · 2^(attempt-1))` for failed attempt number `attempt` (1-based).
     pub fn ceiling(&self, attempt: u32) -> Duration {
         todo!("double per attempt without overflowing, then cap")
