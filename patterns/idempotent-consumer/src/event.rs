@@ -150,15 +150,7 @@ impl Event {
 }
 
 fn is_envelope_header(name: &str) -> bool {
-    [
-        header::EVENT_ID,
-        header::AGGREGATE_TYPE,
-        header::AGGREGATE_ID,
-        header::SEQUENCE,
-        header::EVENT_TYPE,
-        header::OCCURRED_AT,
-    ]
-    .contains(&name)
+    header::REQUIRED.contains(&name)
 }
 
 fn check_text(e: &Envelope) -> Result<(), DecodeError> {

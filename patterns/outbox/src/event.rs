@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::OutboxError;
 
-/// An event to append to the outbox. Sequence, id and time are assigned by [`enqueue`].
+/// An event to append to the outbox. Sequence, id and time are assigned by [`enqueue`](crate::enqueue).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
     /// Kind of aggregate, e.g. `order`; also selects the topic when routing by type.
@@ -96,20 +96,10 @@ impl NewEvent {
 
 #[cfg_attr(feature = "exercise", allow(dead_code))]
 fn is_reserved(name: &str) -> bool {
-    [
-        header::EVENT_ID,
-        header::AGGREGATE_TYPE,
-        header::AGGREGATE_ID,
-        header::SEQUENCE,
-        header::EVENT_TYPE,
-        header::OCCURRED_AT,
-        header::TRACEPARENT,
-        header::CONTENT_TYPE,
-    ]
-    .contains(&name)
+    header::ALL.contains(&name)
 }
 
-/// What [`enqueue`] stored.
+/// What [`enqueue`](crate::enqueue) stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnqueuedEvent {
     /// Row id in `outbox` (insertion order, used for fair claiming).

@@ -52,6 +52,29 @@ pub mod header {
     pub const TRACEPARENT: &str = "traceparent";
     /// Always `application/json` for the value.
     pub const CONTENT_TYPE: &str = "content-type";
+
+    /// The headers [`Envelope::decode`](crate::Envelope::decode) requires: a record carrying any
+    /// of them claims to be an envelope.
+    pub const REQUIRED: [&str; 6] = [
+        EVENT_ID,
+        AGGREGATE_TYPE,
+        AGGREGATE_ID,
+        SEQUENCE,
+        EVENT_TYPE,
+        OCCURRED_AT,
+    ];
+
+    /// Every header the envelope writes; producers must not set these themselves.
+    pub const ALL: [&str; 8] = [
+        EVENT_ID,
+        AGGREGATE_TYPE,
+        AGGREGATE_ID,
+        SEQUENCE,
+        EVENT_TYPE,
+        OCCURRED_AT,
+        TRACEPARENT,
+        CONTENT_TYPE,
+    ];
 }
 
 /// Why a record is not a valid envelope.
