@@ -160,18 +160,26 @@ fn redis_throughput(c: &mut Criterion) {
     // not the formatting of its input.
     let keys: std::sync::Arc<Vec<String>> =
         std::sync::Arc::new((0..TASKS).map(|t| format!("bench-{t}")).collect());
-    group.bench_function("gcra_script", |b| {
-        b.to_async(&rt).iter_custom(|n| {
-            let (limiter, keys) = (limiter.clone(), keys.clone());
-            fan_out(n, move |t| {
+    // The limiter as shipped (coalescing on), then with coalescing off: one script call per
+    // decision, like the baseline.
+    let one_by_one = limiter.clone().max_batch(std::num::NonZeroUsize::MIN);
+    for (name, limiter) in [
+        ("gcra_script", &limiter),
+        ("gcra_script_unbatched", &one_by_one),
+    ] {
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter_custom(|n| {
                 let (limiter, keys) = (limiter.clone(), keys.clone());
-                async move {
-                    let key = &keys[usize::try_from(t).unwrap_or(0)];
-                    black_box(limiter.check(key).await.expect("redis answers"));
-                }
-            })
+                fan_out(n, move |t| {
+                    let (limiter, keys) = (limiter.clone(), keys.clone());
+                    async move {
+                        let key = &keys[usize::try_from(t).unwrap_or(0)];
+                        black_box(limiter.check(key).await.expect("redis answers"));
+                    }
+                })
+            });
         });
-    });
+    }
     // The same script with no limiter around it: one pre-built `EVALSHA` per task, reused for
     // every call. Its distance from `gcra_script` is the client-side cost of `RedisLimiter`;
     // its distance from `noop_evalsha` is what the script costs the server.
@@ -303,6 +311,13 @@ fn main() {
         true,
     );
     ratio(
+        "Redis decisions/s, GCRA script with coalescing off vs no-op EVALSHA (64 tasks)",
+        "redis_64_tasks",
+        "gcra_script_unbatched",
+        "noop_evalsha",
+        true,
+    );
+    ratio(
         "Redis decisions/s, raw GCRA EVALSHA (no limiter) vs no-op EVALSHA (64 tasks)",
         "redis_64_tasks",
         "raw_gcra_evalsha",
@@ -310,9 +325,9 @@ fn main() {
         true,
     );
     ratio(
-        "Redis decisions/s, GCRA script via RedisLimiter vs raw GCRA EVALSHA (64 tasks)",
+        "Redis decisions/s, GCRA script via RedisLimiter (coalescing off) vs raw GCRA EVALSHA (64 tasks)",
         "redis_64_tasks",
-        "gcra_script",
+        "gcra_script_unbatched",
         "raw_gcra_evalsha",
         true,
     );

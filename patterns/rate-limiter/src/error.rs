@@ -46,7 +46,7 @@ pub enum ConfigError {
 /// Returned by [`RedisLimiter`](crate::RedisLimiter); the
 /// [`DistributedLimiter`](crate::DistributedLimiter) turns it into a decision through its
 /// [`FailurePolicy`](crate::FailurePolicy).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RedisLimitError {
     /// The call did not complete within the configured timeout.
     #[error("Redis call timed out after {0:?}")]
@@ -57,4 +57,8 @@ pub enum RedisLimitError {
     /// The script returned something other than the reply it promises.
     #[error("unexpected script reply: {0}")]
     BadReply(String),
+    /// The limiter's coalescing task is gone because the Tokio runtime that started it was shut
+    /// down; a limiter is used within one runtime.
+    #[error("the rate limiter's background task has stopped (its runtime shut down)")]
+    Stopped,
 }

@@ -133,6 +133,51 @@ async fn a_denied_hot_key_is_answered_locally_without_a_redis_round_trip() {
     assert!(h.redis_up);
 }
 
+/// A bare `RedisLimiter` (no `DistributedLimiter` timeout around it) on a connection with no
+/// response timeout, whose calls never answer, still returns: the coalescing task bounds every
+/// call, answers its callers with a timeout and frees the slot, so the limiter works again as
+/// soon as Redis does.
+#[tokio::test]
+async fn a_coalesced_call_that_never_answers_times_out_and_frees_its_slot() {
+    harness::telemetry::init_test();
+    let redis = harness::redis().await.expect("redis available");
+    let proxy = FaultProxy::start(redis.server_addr()).await.expect("proxy");
+    let client = redis::Client::open(redis.url_via(proxy.addr())).expect("valid url");
+    let config = ConnectionManagerConfig::new().set_response_timeout(None);
+    let conn = ConnectionManager::new_with_config(client, config)
+        .await
+        .expect("connect through the proxy");
+    let limiter = RedisLimiter::new(conn, AlgorithmKind::Gcra, quota(), redis.prefix());
+    assert!(
+        limiter
+            .check("k")
+            .await
+            .expect("redis answers")
+            .is_allowed()
+    );
+    proxy.blackhole();
+    // More concurrent callers than in-flight slots: all of them get an answer.
+    let calls = (0..32).map(|i| {
+        let limiter = limiter.clone();
+        async move { limiter.check(&format!("k{i}")).await }
+    });
+    let results = tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(calls))
+        .await
+        .expect("every caller is answered within the call bound");
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Err(rate_limiter::RedisLimitError::Timeout(_)))),
+        "{results:?}"
+    );
+    proxy.heal();
+    harness::eventually(Duration::from_secs(10), || async {
+        limiter.check("after-heal").await.ok()
+    })
+    .await
+    .expect("the limiter decides again once Redis answers");
+}
+
 #[test]
 fn a_zero_timeout_is_rejected_at_construction() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");

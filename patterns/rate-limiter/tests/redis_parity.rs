@@ -108,3 +108,66 @@ async fn lua_division_is_exact_near_two_to_the_fifty_third() {
         }
     }
 }
+
+/// Requests arriving together, as `(key index, µs since the previous group)` per group.
+fn concurrent_groups() -> impl Strategy<Value = (Quota, Vec<(u64, Vec<usize>)>)> {
+    let quota = (1u64..=10, 20u64..=5_000, 1u64..=10).prop_map(|(limit, period, burst)| {
+        Quota::new(limit, Duration::from_micros(period))
+            .and_then(|q| q.with_burst(burst))
+            .expect("generated quotas are valid")
+    });
+    let group = (0u64..=3_000, prop::collection::vec(0usize..3, 1..40));
+    (quota, prop::collection::vec(group, 1..20))
+}
+
+/// GCRA requests queued at the same moment are coalesced into one script call; the script
+/// must decide them exactly as the Rust core decides the same requests one by one, including
+/// a key that appears several times in one call.
+#[test]
+fn coalesced_gcra_calls_decide_exactly_like_one_by_one() {
+    harness::telemetry::init_test();
+    // One thread: every future of a group is queued before the coalescing task runs, so each
+    // group is one script call, in submission order.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let redis = rt.block_on(harness::redis()).expect("redis available");
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        ..Config::default()
+    });
+    let result = runner.run(&concurrent_groups(), |(quota, groups)| {
+        let limiter = RedisLimiter::new(
+            redis.connection(),
+            AlgorithmKind::Gcra,
+            quota,
+            redis.prefix(),
+        );
+        let case = CASE.fetch_add(1, Ordering::Relaxed);
+        let keys: Vec<String> = (0..3).map(|k| format!("batch-{case}-{k}")).collect();
+        let gcra = Gcra::new(quota);
+        let mut states = [0u64; 3];
+        let mut now = 1_700_000_000_000_000u64;
+        rt.block_on(async {
+            for (gap, group) in &groups {
+                now += gap;
+                let want: Vec<Decision> = group
+                    .iter()
+                    .map(|&k| gcra.check(&mut states[k], now))
+                    .collect();
+                let calls = group.iter().map(|&k| limiter.check_at(&keys[k], now));
+                let got: Vec<Decision> = futures::future::join_all(calls)
+                    .await
+                    .into_iter()
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(got, want, "group at {} of keys {:?}", now, group);
+            }
+            Ok(())
+        })
+    });
+    if let Err(e) = result {
+        panic!("a coalesced call disagrees with one-by-one decisions: {e}");
+    }
+}
