@@ -194,17 +194,17 @@ impl<H: Handler> Processor<H> {
     fn check_sequences<'e>(
         &self,
         fresh: Vec<&'e Event>,
-        stored: &HashMap<AggregateKey, i64>,
+        stored: &HashMap<AggregateKey<'e>, i64>,
         tally: &mut BatchTally,
-    ) -> Result<(Vec<&'e Event>, HashMap<AggregateKey, i64>), ApplyError> {
-        let mut changed: HashMap<AggregateKey, i64> = HashMap::new();
+    ) -> Result<(Vec<&'e Event>, HashMap<AggregateKey<'e>, i64>), ApplyError> {
+        let mut changed: HashMap<AggregateKey<'e>, i64> = HashMap::new();
         let mut to_apply = Vec::with_capacity(fresh.len());
         for event in fresh {
             let Some(env) = event.envelope() else {
                 to_apply.push(event); // no sequence to check
                 continue;
             };
-            let key = (env.aggregate_type.clone(), env.aggregate_id.clone());
+            let key = (env.aggregate_type.as_str(), env.aggregate_id.as_str());
             let last = changed.get(&key).or_else(|| stored.get(&key)).copied();
             match sequence::classify(last, env.sequence) {
                 Verdict::InOrder => {}
@@ -237,11 +237,11 @@ impl<H: Handler> Processor<H> {
 }
 
 /// Distinct aggregates of the enveloped events, for one `SELECT … FOR UPDATE`.
-fn aggregates_of(events: &[&Event]) -> Vec<AggregateKey> {
-    let mut seen: Vec<AggregateKey> = events
+fn aggregates_of<'e>(events: &[&'e Event]) -> Vec<AggregateKey<'e>> {
+    let mut seen: Vec<AggregateKey<'e>> = events
         .iter()
         .filter_map(|e| e.envelope())
-        .map(|env| (env.aggregate_type.clone(), env.aggregate_id.clone()))
+        .map(|env| (env.aggregate_type.as_str(), env.aggregate_id.as_str()))
         .collect();
     // Sorted: concurrent transactions lock aggregates in the same order and cannot deadlock.
     seen.sort_unstable();

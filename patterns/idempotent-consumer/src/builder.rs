@@ -149,6 +149,16 @@ impl<H: Handler> ConsumerBuilder<H> {
     /// [`ConsumerError::Config`] for missing or invalid settings, [`ConsumerError::Kafka`] if
     /// librdkafka rejects the client configuration or the subscription.
     pub fn build(self) -> Result<Consumer<H>, ConsumerError> {
+        let (consumer, topics) = self.assemble()?;
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.kafka.subscribe(&topics)?;
+        Ok(consumer)
+    }
+
+    /// Everything [`build`](Self::build) does except joining the group: the consumer and the
+    /// topics to subscribe to. Tests assign partitions by hand instead, so that no group
+    /// protocol runs behind their back.
+    pub(crate) fn assemble(self) -> Result<(Consumer<H>, Vec<String>), ConsumerError> {
         if self.name.is_empty() || self.name.contains('\0') {
             return Err(ConfigError::InvalidName.into());
         }
@@ -170,10 +180,8 @@ impl<H: Handler> ConsumerBuilder<H> {
             ..GroupContext::default()
         };
         let kafka: StreamConsumer<GroupContext> = kafka_config.create_with_context(context)?;
-        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
-        kafka.subscribe(&topics)?;
         let producer: FutureProducer = producer_config.create()?;
-        Ok(Consumer {
+        let consumer = Consumer {
             kafka: Arc::new(kafka),
             processor: Processor {
                 pool: self.pool,
@@ -192,7 +200,8 @@ impl<H: Handler> ConsumerBuilder<H> {
             batch_size: self.batch_size.get(),
             batch_linger: self.batch_linger,
             retention: self.retention,
-        })
+        };
+        Ok((consumer, self.topics))
     }
 }
 

@@ -13,8 +13,8 @@
 //! detect afterwards. Duplicates are recoverable (the inbox exists for them); losses are not.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
@@ -93,17 +93,31 @@ impl<H: Handler> Consumer<H> {
             let Some(batch) = self.next_batch(shutdown).await else {
                 return Ok(());
             };
-            let batch = self.drop_revoked(batch);
-            if batch.is_empty() {
-                continue;
-            }
-            let Some(tally) = self.process(&batch, shutdown).await? else {
+            if self.settle(batch, shutdown).await?.is_break() {
                 return Ok(());
-            };
-            tracing::debug!(records = batch.len(), ?tally, "batch committed");
-            self.processor.metrics.add_batch(tally);
-            self.commit_offsets(&batch).await;
+            }
         }
+    }
+
+    /// Takes one collected batch to the end: abandons the records of partitions revoked while
+    /// it was being collected, applies the rest in one transaction, then commits their
+    /// offsets. `Break`: abandoned at shutdown, nothing committed.
+    async fn settle(
+        &self,
+        batch: Vec<OwnedMessage>,
+        shutdown: &CancellationToken,
+    ) -> Result<ControlFlow<()>, ConsumerError> {
+        let batch = self.drop_revoked(batch);
+        if batch.is_empty() {
+            return Ok(ControlFlow::Continue(()));
+        }
+        let Some(tally) = self.process(&batch, shutdown).await? else {
+            return Ok(ControlFlow::Break(()));
+        };
+        tracing::debug!(records = batch.len(), ?tally, "batch committed");
+        self.processor.metrics.add_batch(tally);
+        self.commit_offsets(&batch).await;
+        Ok(ControlFlow::Continue(()))
     }
 
     /// Waits for one record (or shutdown), then gathers more until the batch is full or the
@@ -136,9 +150,13 @@ impl<H: Handler> Consumer<H> {
         Some(batch)
     }
 
-    /// Drops records of partitions revoked while the batch was being collected.
+    /// Drops records of partitions revoked while the batch was being collected: neither
+    /// applied nor committed (the `abandoned` metric). Their new owner reads them from the last
+    /// committed offset; applying them here as well would race it, and committing their
+    /// offsets from a member that no longer owns the partition could move its committed
+    /// position under the new owner's feet.
     fn drop_revoked(&self, batch: Vec<OwnedMessage>) -> Vec<OwnedMessage> {
-        if !self.kafka.context().changed.swap(false, Ordering::SeqCst) {
+        if !self.kafka.context().take_change() {
             return batch;
         }
         let Ok(assignment) = self.kafka.assignment() else {
@@ -267,3 +285,6 @@ impl ConsumerHandle {
         self.task.abort();
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -26,6 +26,18 @@ pub(crate) struct GroupContext {
     pub(crate) consumer: String,
 }
 
+impl GroupContext {
+    /// Notes an assignment change; the loop re-reads the assignment before its next batch.
+    pub(crate) fn assignment_changed(&self) {
+        self.changed.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the assignment changed since the last call; clears the note.
+    pub(crate) fn take_change(&self) -> bool {
+        self.changed.swap(false, Ordering::SeqCst)
+    }
+}
+
 impl ClientContext for GroupContext {}
 
 impl ConsumerContext for GroupContext {
@@ -33,11 +45,11 @@ impl ConsumerContext for GroupContext {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 tracing::info!(consumer = %self.consumer, partitions = %describe(tpl), "partitions revoked");
-                self.changed.store(true, Ordering::SeqCst);
+                self.assignment_changed();
             }
             Rebalance::Assign(tpl) => {
                 tracing::info!(consumer = %self.consumer, partitions = %describe(tpl), "partitions assigned");
-                self.changed.store(true, Ordering::SeqCst);
+                self.assignment_changed();
             }
             Rebalance::Error(e) => {
                 tracing::warn!(consumer = %self.consumer, error = %e, "rebalance error")

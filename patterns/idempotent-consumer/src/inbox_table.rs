@@ -21,7 +21,7 @@ pub enum Claim {
 /// topic each apply every event once).
 #[derive(Debug, Clone)]
 pub struct Inbox {
-    /// The namespace, stored in `inbox.consumer_name`.
+    /// The namespace: `inbox_consumer.name`, whose number prefixes every key in `inbox`.
     pub(crate) consumer: Arc<str>,
 }
 
@@ -56,12 +56,19 @@ impl Inbox {
         let mut total = 0;
         loop {
             // SKIP LOCKED: never wait behind a consumer transaction that is inserting keys.
+            // The oldest rows come off `inbox_processed_at_idx` in order and are deleted by
+            // `ctid`: they are locked by this very statement, so their addresses cannot change
+            // before the delete, and a TID scan spares the planner a join over all of the
+            // consumer's keys (EXPLAIN ANALYZE, 1 000 of 67 000 keys: 1 ms, against 18 ms for
+            // the same delete matched on the key).
+            // The consumer's number is looked up, not registered: a name without a number has
+            // no keys.
             let deleted = sqlx::query(
-                "DELETE FROM inbox WHERE consumer_name = $1 AND message_key IN ( \
-                   SELECT message_key FROM inbox \
-                   WHERE consumer_name = $1 \
+                "DELETE FROM inbox WHERE ctid = ANY (ARRAY( \
+                   SELECT ctid FROM inbox \
+                   WHERE consumer_id = (SELECT id FROM inbox_consumer WHERE name = $1) \
                      AND processed_at < now() - make_interval(secs => $2) \
-                   ORDER BY processed_at LIMIT $3 FOR UPDATE SKIP LOCKED)",
+                   ORDER BY processed_at LIMIT $3 FOR UPDATE SKIP LOCKED))",
             )
             .bind(&*self.consumer)
             .bind(horizon.as_secs_f64())

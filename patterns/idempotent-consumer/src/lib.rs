@@ -44,9 +44,11 @@
 //!
 //! # Layout
 //! - [`inbox`](Inbox) — `inbox.rs`: claim keys (`INSERT … ON CONFLICT DO NOTHING`);
-//!   `inbox_table.rs`: the [`Inbox`] handle, [`Claim`], prune.
+//!   `inbox_table.rs`: the [`Inbox`] handle, [`Claim`], prune. Keys are stored under the
+//!   consumer's number (`inbox_consumer`), not its name: see the migrations.
 //! - `batch.rs` — one batch in one transaction: fast path, per-message savepoints, DLQ.
-//! - `consumer.rs` — the loop: poll, process, commit offsets after the DB; crash table.
+//! - `consumer.rs` — the loop: poll, abandon revoked partitions' records, process, commit
+//!   offsets after the DB; crash table.
 //! - `builder.rs` — [`ConsumerBuilder`]; `context.rs` — rebalance callbacks.
 //! - `sequence.rs` — [`classify`], [`GapPolicy`], the `aggregate_version` table.
 //! - `retry.rs` — backoff and the retry-or-dead-letter decision; `retry_policy.rs` —
@@ -126,10 +128,13 @@ pub use retention::Retention;
 pub use retry_policy::{Decision, RetryPolicy};
 pub use sequence::{GapPolicy, Verdict, classify};
 
-/// Installs the `inbox` and `aggregate_version` tables (idempotent).
+/// Installs the `inbox`, `inbox_consumer` and `aggregate_version` tables and the
+/// `inbox_consumer_id` function (idempotent).
 ///
 /// Uses sqlx migrations with `ignore_missing`, so the same database may carry other
-/// migrations (the application's, the outbox's) alongside these.
+/// migrations (the application's, the outbox's) alongside these. Upgrading a database that
+/// already has keys rewrites the inbox once (`20261126000100_inbox_consumer_ids.sql`): run it
+/// at deploy time, with the consumers stopped.
 ///
 /// # Errors
 /// [`ConsumerError::Migrate`] if a migration fails.

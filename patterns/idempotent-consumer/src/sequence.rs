@@ -59,27 +59,27 @@ pub fn classify(last: Option<i64>, sequence: i64) -> Verdict {
     }
 }
 
-/// Aggregate identity: (type, id).
-pub(crate) type AggregateKey = (String, String);
+/// Aggregate identity: (type, id), borrowed from the batch's events.
+pub(crate) type AggregateKey<'a> = (&'a str, &'a str);
 
 /// Loads the current versions of `aggregates`, locking their rows for the transaction so two
 /// consumers that briefly overlap during a rebalance serialise on them.
-pub(crate) async fn load(
+///
+/// Rows come back as positions in `aggregates` rather than as names: nothing to decode or
+/// allocate per aggregate, and the map borrows the caller's keys.
+pub(crate) async fn load<'a>(
     conn: &mut PgConnection,
     consumer: &str,
-    aggregates: &[AggregateKey],
-) -> Result<HashMap<AggregateKey, i64>, sqlx::Error> {
+    aggregates: &[AggregateKey<'a>],
+) -> Result<HashMap<AggregateKey<'a>, i64>, sqlx::Error> {
     if aggregates.is_empty() {
         return Ok(HashMap::new());
     }
-    let (types, ids): (Vec<&str>, Vec<&str>) = aggregates
-        .iter()
-        .map(|(t, i)| (t.as_str(), i.as_str()))
-        .unzip();
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT v.aggregate_type, v.aggregate_id, v.last_sequence \
+    let (types, ids): (Vec<&str>, Vec<&str>) = aggregates.iter().copied().unzip();
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT a.n, v.last_sequence \
          FROM aggregate_version v \
-         JOIN unnest($2::text[], $3::text[]) AS a(t, i) \
+         JOIN unnest($2::text[], $3::text[]) WITH ORDINALITY AS a(t, i, n) \
            ON v.aggregate_type = a.t AND v.aggregate_id = a.i \
          WHERE v.consumer_name = $1 \
          ORDER BY v.aggregate_type, v.aggregate_id \
@@ -90,14 +90,20 @@ pub(crate) async fn load(
     .bind(&ids)
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().map(|(t, i, s)| ((t, i), s)).collect())
+    Ok(rows
+        .into_iter()
+        .filter_map(|(n, last)| {
+            let at = usize::try_from(n).ok()?.checked_sub(1)?; // ordinality counts from 1
+            Some((*aggregates.get(at)?, last))
+        })
+        .collect())
 }
 
 /// Stores new versions (one statement for the whole batch).
 pub(crate) async fn store(
     conn: &mut PgConnection,
     consumer: &str,
-    versions: &HashMap<AggregateKey, i64>,
+    versions: &HashMap<AggregateKey<'_>, i64>,
 ) -> Result<(), sqlx::Error> {
     if versions.is_empty() {
         return Ok(());
@@ -105,10 +111,10 @@ pub(crate) async fn store(
     let mut types = Vec::with_capacity(versions.len());
     let mut ids = Vec::with_capacity(versions.len());
     let mut seqs = Vec::with_capacity(versions.len());
-    for ((t, i), s) in versions {
-        types.push(t.as_str());
-        ids.push(i.as_str());
-        seqs.push(*s);
+    for (&(t, i), &s) in versions {
+        types.push(t);
+        ids.push(i);
+        seqs.push(s);
     }
     sqlx::query(
         "INSERT INTO aggregate_version (consumer_name, aggregate_type, aggregate_id, last_sequence) \

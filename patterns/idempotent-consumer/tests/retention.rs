@@ -13,10 +13,11 @@ async fn prune_deletes_only_keys_older_than_the_horizon_in_batches() -> anyhow::
     let w = World::new(1).await?;
     let pool = w.pg.pool();
     sqlx::query(
-        "INSERT INTO inbox (consumer_name, message_key, processed_at) \
-         SELECT 'ledger', 'old-' || g, now() - interval '2 hours' FROM generate_series(1, 250) g \
-         UNION ALL SELECT 'ledger', 'new-' || g, now() FROM generate_series(1, 10) g \
-         UNION ALL SELECT 'other', 'old-' || g, now() - interval '2 hours' FROM generate_series(1, 5) g",
+        "INSERT INTO inbox (consumer_id, message_key, processed_at) \
+         SELECT inbox_consumer_id(c), k || g, now() - age \
+         FROM (VALUES ('ledger', 'old-', interval '2 hours', 250), ('ledger', 'new-', interval '0', 10), \
+                      ('other', 'old-', interval '2 hours', 5)) AS v(c, k, age, n), \
+              generate_series(1, n) AS g",
     )
     .execute(pool)
     .await?;
@@ -27,7 +28,8 @@ async fn prune_deletes_only_keys_older_than_the_horizon_in_batches() -> anyhow::
 
     assert_eq!(deleted, 250);
     let left: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT consumer_name, count(*) FROM inbox GROUP BY consumer_name ORDER BY consumer_name",
+        "SELECT c.name, count(*) FROM inbox JOIN inbox_consumer c ON c.id = inbox.consumer_id \
+         GROUP BY c.name ORDER BY c.name",
     )
     .fetch_all(pool)
     .await?;

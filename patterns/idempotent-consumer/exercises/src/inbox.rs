@@ -20,7 +20,10 @@ impl Inbox {
     /// # Errors
     /// The database error.
     pub async fn claim(&self, conn: &mut PgConnection, key: &str) -> Result<Claim, sqlx::Error> {
-        todo!("INSERT … ON CONFLICT DO NOTHING; rows_affected() tells fresh from duplicate")
+        todo!(
+            "INSERT … VALUES (inbox_consumer_id($1), $2) ON CONFLICT DO NOTHING; \
+             rows_affected() tells fresh from duplicate"
+        )
     }
 
     /// Step 2: records many keys with one statement; the result is in the order of `keys`, and
@@ -34,7 +37,8 @@ impl Inbox {
         keys: &[String],
     ) -> Result<Vec<Claim>, sqlx::Error> {
         todo!(
-            "INSERT … SELECT FROM unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING message_key"
+            "INSERT … SELECT (SELECT inbox_consumer_id($1)), k FROM unnest($2::text[]) \
+             ON CONFLICT DO NOTHING RETURNING message_key"
         )
     }
 }
