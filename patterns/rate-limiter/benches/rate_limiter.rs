@@ -121,22 +121,20 @@ fn keyed_scaling(c: &mut Criterion) {
     group.finish();
 }
 
-/// `iters` calls of `call` spread over 64 tasks; wall time per call.
-async fn fan_out<F, Fut>(iters: u64, call: F) -> Duration
+/// `iters` calls spread over 64 tasks; wall time per call. `task(t, calls)` is task `t`'s
+/// whole loop of `calls` calls: whatever a task needs (a limiter or connection handle) is
+/// cloned once per task, not per call, so handle refcounts bouncing between cores are not part
+/// of what either side measures.
+async fn fan_out<F, Fut>(iters: u64, task: F) -> Duration
 where
-    F: Fn(u64) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send,
+    F: Fn(usize, u64) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
 {
     let per_task = iters.div_ceil(TASKS);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for t in 0..TASKS {
-        let call = call.clone();
-        tasks.spawn(async move {
-            for _ in 0..per_task {
-                call(t).await;
-            }
-        });
+        tasks.spawn(task(usize::try_from(t).unwrap_or(0), per_task));
     }
     tasks.join_all().await;
     started.elapsed() * u32::try_from(iters).unwrap_or(u32::MAX)
@@ -158,8 +156,7 @@ fn redis_throughput(c: &mut Criterion) {
     let mut group = configure(c, "redis_64_tasks");
     // Keys built once, like the raw variant's commands: the benchmark measures the limiter,
     // not the formatting of its input.
-    let keys: std::sync::Arc<Vec<String>> =
-        std::sync::Arc::new((0..TASKS).map(|t| format!("bench-{t}")).collect());
+    let keys: Vec<String> = (0..TASKS).map(|t| format!("bench-{t}")).collect();
     // The limiter as shipped (coalescing on), then with coalescing off: one script call per
     // decision, like the baseline.
     let one_by_one = limiter.clone().max_batch(std::num::NonZeroUsize::MIN);
@@ -169,12 +166,12 @@ fn redis_throughput(c: &mut Criterion) {
     ] {
         group.bench_function(name, |b| {
             b.to_async(&rt).iter_custom(|n| {
-                let (limiter, keys) = (limiter.clone(), keys.clone());
-                fan_out(n, move |t| {
-                    let (limiter, keys) = (limiter.clone(), keys.clone());
+                fan_out(n, |t, calls| {
+                    let (limiter, key) = (limiter.clone(), keys[t].clone());
                     async move {
-                        let key = &keys[usize::try_from(t).unwrap_or(0)];
-                        black_box(limiter.check(key).await.expect("redis answers"));
+                        for _ in 0..calls {
+                            black_box(limiter.check(&key).await.expect("redis answers"));
+                        }
                     }
                 })
             });
@@ -195,28 +192,29 @@ fn redis_throughput(c: &mut Criterion) {
             )
         })
         .collect();
-    let raw_cmds = std::sync::Arc::new(raw_cmds);
     group.bench_function("raw_gcra_evalsha", |b| {
         b.to_async(&rt).iter_custom(|n| {
-            let (conn, cmds) = (conn.clone(), raw_cmds.clone());
-            fan_out(n, move |t| {
-                let (mut conn, cmds) = (conn.clone(), cmds.clone());
+            fan_out(n, |t, calls| {
+                let (mut conn, cmd) = (conn.clone(), raw_cmds[t].clone());
                 async move {
-                    let cmd = &cmds[usize::try_from(t).unwrap_or(0)];
-                    let v: redis::Value = cmd.query_async(&mut conn).await.expect("redis answers");
-                    black_box(v);
+                    for _ in 0..calls {
+                        let v: redis::Value =
+                            cmd.query_async(&mut conn).await.expect("redis answers");
+                        black_box(v);
+                    }
                 }
             })
         });
     });
     group.bench_function("noop_evalsha", |b| {
         b.to_async(&rt).iter_custom(|n| {
-            let (conn, noop) = (conn.clone(), noop.clone());
-            fan_out(n, move |_| {
+            fan_out(n, |_, calls| {
                 let (mut conn, noop) = (conn.clone(), noop.clone());
                 async move {
-                    let v: i64 = noop.invoke_async(&mut conn).await.expect("redis answers");
-                    black_box(v);
+                    for _ in 0..calls {
+                        let v: i64 = noop.invoke_async(&mut conn).await.expect("redis answers");
+                        black_box(v);
+                    }
                 }
             })
         });

@@ -41,7 +41,7 @@ const QUEUE: usize = 4_096;
 
 /// One caller's request, waiting for a batch.
 pub(super) struct Pending {
-    /// The caller's key (the hash tag inside the Redis key).
+    /// The full Redis key, formatted by the caller (off the task's serial path).
     pub(super) key: String,
     /// `None` for the Redis server's clock; `Some(µs)` for a test clock.
     pub(super) now: Option<u64>,

@@ -3,6 +3,7 @@
 mod coalesce;
 mod scripts;
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, OnceLock};
@@ -104,27 +105,29 @@ impl Inner {
         cmd
     }
 
-    /// The GCRA `EVALSHA` deciding one request per key of `keys`, in order, at `now`.
+    /// The Redis key for `key` (`namespace:{key}:<algorithm>`), for one-key scripts.
+    fn redis_key(&self, key: &str) -> String {
+        let mut full = String::with_capacity(self.namespace.len() + key.len() + 24);
+        // Writing into a `String` cannot fail.
+        let _ = write!(full, "{}:{{{}}}:{}", self.namespace, key, self.kind.name());
+        full
+    }
+
+    /// The GCRA `EVALSHA` deciding one request per Redis key of `keys` (from
+    /// [`redis_key`](Self::redis_key)), in order, at `now`. The coalescing task sends these, so
+    /// the keys arrive formatted by their callers: the task only copies bytes.
     fn batch_command<'k>(
         &self,
         keys: impl ExactSizeIterator<Item = &'k str>,
         now: Option<u64>,
     ) -> Cmd {
-        // A size hint only: keys of up to ~16 bytes fit without regrowing.
-        let mut cmd = Cmd::with_capacity(
-            5 + keys.len(),
-            48 + keys.len() * (self.namespace.len() + 24),
-        );
+        let bytes: usize = 48 + keys.len() * (self.namespace.len() + 24);
+        let mut cmd = Cmd::with_capacity(5 + keys.len(), bytes);
         cmd.arg("EVALSHA")
             .arg(self.script.get_hash())
             .arg(keys.len());
         for key in keys {
-            cmd.arg(KeyArg {
-                namespace: &self.namespace,
-                key,
-                kind: self.kind,
-                suffix: "",
-            });
+            cmd.arg(key);
         }
         self.push_argv(&mut cmd, now);
         cmd
@@ -235,7 +238,8 @@ impl RedisLimiter {
         let inner = &*self.inner;
         if inner.kind == AlgorithmKind::Gcra {
             let reply = if self.max_batch.get() == 1 {
-                let cmd = inner.batch_command(std::iter::once(key), now);
+                let key = inner.redis_key(key);
+                let cmd = inner.batch_command(std::iter::once(key.as_str()), now);
                 match inner.eval::<Vec<i64>>(&cmd, &mut self.conn.clone()).await?[..] {
                     [reply] => reply,
                     ref other => return Err(RedisLimitError::BadReply(format!("{other:?}"))),
@@ -259,7 +263,7 @@ impl RedisLimiter {
             .get_or_init(|| coalesce::spawn(self.inner.clone(), self.conn.clone(), self.max_batch));
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
-            key: key.to_owned(),
+            key: self.inner.redis_key(key),
             now,
             reply,
         };

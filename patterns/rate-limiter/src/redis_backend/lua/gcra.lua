@@ -12,7 +12,9 @@
 -- ARGV[1] = "" to use the Redis server clock (TIME), or an explicit now in µs (tests only);
 -- ARGV[2] = interval (µs), ARGV[3] = τ = burst × interval (µs), both validated by Quota.
 -- Every number stays an integer below 2^53 (Quota::MAX_PRODUCT_MICROS), where Lua's doubles
--- are exact; the TAT is written with '%d' because Lua's tostring keeps only 14 digits.
+-- are exact. The TAT goes to SET as a number, not through tostring (which keeps only 14
+-- digits): redis.call converts number arguments itself, exactly for integers below 2^53
+-- (fpconv_dtoa since Redis 7.0, '%.17g' before), with no string.format per decision.
 --
 -- Returns one integer per key, in KEYS order:
 --   new_tat - now   (> 0) when admitted,
@@ -57,6 +59,6 @@ for key, new_tat in pairs(tats) do
   if not test_clock then
     px = math.ceil((new_tat - now) / 1000)
   end
-  redis.call('SET', key, string.format('%d', new_tat), 'PX', px)
+  redis.call('SET', key, new_tat, 'PX', px)
 end
 return replies
