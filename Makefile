@@ -46,12 +46,12 @@ demo:
 ifeq ($(strip $(NAME)),)
 	@set -e; for p in $(PATTERNS); do \
 		if [ -f patterns/$$p/examples/demo.rs ]; then \
-			echo; echo "=== demo: $$p ==="; $(CARGO) run --quiet -p $$p --example demo; \
+			echo; echo "=== demo: $$p ==="; $(CARGO) run --quiet -p $$p --example $$p-demo; \
 		fi; \
 	done
 else
 	@$(MAKE) --no-print-directory check-name NAME=$(NAME)
-	$(CARGO) run -p $(NAME) --example demo
+	$(CARGO) run -p $(NAME) --example $(NAME)-demo
 endif
 
 bench: check-name
