@@ -57,8 +57,11 @@ pub enum RedisLimitError {
     /// The script returned something other than the reply it promises.
     #[error("unexpected script reply: {0}")]
     BadReply(String),
-    /// The limiter's coalescing task is gone because the Tokio runtime that started it was shut
-    /// down; a limiter is used within one runtime.
-    #[error("the rate limiter's background task has stopped (its runtime shut down)")]
+    /// The limiter's coalescing task cannot run: the call was not made inside a Tokio runtime,
+    /// or the runtime that started the task has shut down (a limiter is used within one
+    /// runtime).
+    #[error(
+        "the rate limiter's background task is not running (no Tokio runtime, or it shut down)"
+    )]
     Stopped,
 }

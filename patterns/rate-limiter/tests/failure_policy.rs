@@ -189,3 +189,22 @@ fn a_zero_timeout_is_rejected_at_construction() {
         .build();
     assert!(matches!(built, Err(rate_limiter::ConfigError::ZeroTimeout)));
 }
+
+/// The coalescing task needs a Tokio runtime: polled from another executor, a decision is a
+/// typed error that the failure policy can handle, not a panic.
+#[test]
+fn a_check_outside_a_tokio_runtime_is_an_error_not_a_panic() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let redis = rt.block_on(harness::redis()).expect("redis available");
+    let limiter = RedisLimiter::new(
+        redis.connection(),
+        AlgorithmKind::Gcra,
+        quota(),
+        redis.prefix(),
+    );
+    let result = futures::executor::block_on(limiter.check("k"));
+    assert!(
+        matches!(result, Err(rate_limiter::RedisLimitError::Stopped)),
+        "{result:?}"
+    );
+}

@@ -49,15 +49,16 @@ pub(super) struct Pending {
     pub(super) reply: oneshot::Sender<Result<i64, RedisLimitError>>,
 }
 
-/// Starts the coalescing task on the current Tokio runtime; returns its queue. The task ends
-/// when every sender is dropped and its in-flight calls have answered.
+/// Starts the coalescing task on `runtime`; returns its queue. The task ends when every sender
+/// is dropped and its in-flight calls have answered.
 pub(super) fn spawn(
+    runtime: &tokio::runtime::Handle,
     inner: Arc<Inner>,
     conn: ConnectionManager,
     max_batch: NonZeroUsize,
 ) -> mpsc::Sender<Pending> {
     let (queue, requests) = mpsc::channel(QUEUE);
-    tokio::spawn(run(inner, conn, requests, max_batch.get()));
+    runtime.spawn(run(inner, conn, requests, max_batch.get()));
     queue
 }
 

@@ -258,9 +258,23 @@ impl RedisLimiter {
 
     /// Queues one GCRA decision for the coalescing task and waits for its reply.
     async fn coalesced(&self, key: &str, now: Option<u64>) -> Result<i64, RedisLimitError> {
-        let queue = self
-            .coalescer
-            .get_or_init(|| coalesce::spawn(self.inner.clone(), self.conn.clone(), self.max_batch));
+        let queue = match self.coalescer.get() {
+            Some(queue) => queue,
+            None => {
+                // The task needs a Tokio runtime; polled from any other executor this is an
+                // error, not a panic.
+                let runtime =
+                    tokio::runtime::Handle::try_current().map_err(|_| RedisLimitError::Stopped)?;
+                self.coalescer.get_or_init(|| {
+                    coalesce::spawn(
+                        &runtime,
+                        self.inner.clone(),
+                        self.conn.clone(),
+                        self.max_batch,
+                    )
+                })
+            }
+        };
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             key: self.inner.redis_key(key),
