@@ -4,13 +4,10 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::producer::FutureRecord;
-use rdkafka::{Offset, TopicPartitionList};
 use support::{Gate, TestHandler, WITHIN, World, events};
 
 #[tokio::test]
@@ -65,43 +62,20 @@ async fn publish_mapped(
     w: &World,
     events: &[event_envelope::Envelope],
 ) -> anyhow::Result<BTreeMap<(i32, i64), String>> {
-    let mut pending = Vec::with_capacity(events.len());
-    for e in events {
-        let r = e.encode()?;
-        let rec = FutureRecord::to(&w.topic)
-            .key(&r.key)
-            .payload(&r.payload)
-            .headers(r.headers);
-        let ack = w.producer.send_result(rec).map_err(|(e, _)| e)?;
-        pending.push((format!("event:{}", e.event_id), ack));
-    }
-    let mut at = BTreeMap::new();
-    for (key, ack) in pending {
-        let d = ack.await?.map_err(|(e, _)| e)?;
-        at.insert((d.partition, d.offset), key);
-    }
-    Ok(at)
+    let landed = w.publish(events).await?;
+    Ok(landed
+        .into_iter()
+        .zip(events)
+        .map(|(at, e)| (at, format!("event:{}", e.event_id)))
+        .collect())
 }
 
-/// The group's committed offset per partition (absent: nothing committed), read without
-/// joining the group.
-async fn committed(w: &World, group: &str, partitions: i32) -> anyhow::Result<HashMap<i32, i64>> {
-    let reader: BaseConsumer = w.kafka.consumer_config(group).create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(&w.topic, p);
-    }
-    let tpl =
-        tokio::task::spawn_blocking(move || reader.committed_offsets(tpl, Duration::from_secs(10)))
-            .await??;
-    Ok(tpl
-        .elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) => Some((e.partition(), o)),
-            _ => None,
-        })
-        .collect())
+/// The group's committed offset per partition (absent: nothing committed).
+async fn committed(w: &World, group: &str, partitions: i32) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let partitions: Vec<i32> = (0..partitions).collect();
+    Ok(w.kafka
+        .committed_offsets(group, &w.topic, &partitions)
+        .await?)
 }
 
 async fn applied_keys(w: &World) -> anyhow::Result<HashSet<String>> {
@@ -118,7 +92,7 @@ async fn assert_offsets_behind_effects(
     w: &World,
     group: &str,
     at: &BTreeMap<(i32, i64), String>,
-) -> anyhow::Result<HashMap<i32, i64>> {
+) -> anyhow::Result<BTreeMap<i32, i64>> {
     let offsets = committed(w, group, 4).await?;
     let applied = applied_keys(w).await?;
     for (&partition, &next) in &offsets {

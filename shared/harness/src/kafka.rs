@@ -1,6 +1,7 @@
 //! Kafka for tests: uniquely named topics and consumer groups, and client settings that make
 //! group joins and rebalances settle in seconds.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +11,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::OnceCell;
 
 use crate::HarnessError;
@@ -26,6 +28,8 @@ const SPEC: ServiceSpec = ServiceSpec {
 
 /// How long a new topic gets to appear in the cluster metadata.
 const TOPIC_VISIBLE_WITHIN: Duration = Duration::from_secs(20);
+/// How long a committed-offsets lookup may take.
+const COMMITTED_WITHIN: Duration = Duration::from_secs(10);
 
 static SERVER: OnceCell<Endpoint> = OnceCell::const_new();
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -150,6 +154,37 @@ impl TestKafka {
     /// A consumer group id named after `hint` plus a unique suffix.
     pub fn group_id(&self, hint: &str) -> String {
         unique_name(hint)
+    }
+
+    /// `group`'s committed offset per partition of `topic`, read without joining the group;
+    /// a partition with nothing committed is absent.
+    ///
+    /// # Errors
+    /// [`HarnessError::Kafka`] if the broker does not answer within 10 s.
+    pub async fn committed_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, i64>, HarnessError> {
+        let reader: BaseConsumer = self.consumer_config(group).create()?;
+        let mut tpl = TopicPartitionList::new();
+        for &partition in partitions {
+            tpl.add_partition(topic, partition);
+        }
+        // `committed_offsets` blocks; keep it off the async worker.
+        let tpl =
+            tokio::task::spawn_blocking(move || reader.committed_offsets(tpl, COMMITTED_WITHIN))
+                .await
+                .map_err(std::io::Error::from)??;
+        Ok(tpl
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Producer settings: all in-sync replicas acknowledge, idempotence on (no duplicates or

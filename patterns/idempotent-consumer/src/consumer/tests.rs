@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use event_envelope::Envelope;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::consumer::Consumer as _;
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
@@ -130,20 +130,10 @@ impl World {
 
     /// The group's committed offset per partition (absent: nothing committed).
     async fn committed(&self) -> anyhow::Result<BTreeMap<i32, i64>> {
-        let reader: BaseConsumer = self.kafka.consumer_config(&self.group).create()?;
-        let tpl = self.partitions(&[0, 1])?;
-        let tpl = tokio::task::spawn_blocking(move || {
-            reader.committed_offsets(tpl, Duration::from_secs(10))
-        })
-        .await??;
-        Ok(tpl
-            .elements()
-            .iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(o) => Some((e.partition(), o)),
-                _ => None,
-            })
-            .collect())
+        Ok(self
+            .kafka
+            .committed_offsets(&self.group, &self.topic, &[0, 1])
+            .await?)
     }
 }
 

@@ -78,8 +78,9 @@ impl World {
             .batch_size(NonZeroUsize::new(50).expect("non-zero"))
     }
 
-    /// Publishes all events (pipelined, in order) and waits for every acknowledgement.
-    pub async fn publish(&self, events: &[Envelope]) -> anyhow::Result<()> {
+    /// Publishes all events (pipelined, in order), waits for every acknowledgement and returns
+    /// where each landed, `(partition, offset)`, in the order of `events`.
+    pub async fn publish(&self, events: &[Envelope]) -> anyhow::Result<Vec<(i32, i64)>> {
         let mut pending = Vec::with_capacity(events.len());
         for e in events {
             let r = e.encode()?;
@@ -94,10 +95,12 @@ impl World {
                     .context("enqueue")?,
             );
         }
+        let mut landed = Vec::with_capacity(pending.len());
         for p in pending {
-            p.await?.map_err(|(e, _)| e).context("produce")?;
+            let delivery = p.await?.map_err(|(e, _)| e).context("produce")?;
+            landed.push((delivery.partition, delivery.offset));
         }
-        Ok(())
+        Ok(landed)
     }
 
     pub async fn send(
