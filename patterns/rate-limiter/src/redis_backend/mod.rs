@@ -109,7 +109,16 @@ impl Inner {
     fn redis_key(&self, key: &str) -> String {
         let mut full = String::with_capacity(self.namespace.len() + key.len() + 24);
         // Writing into a `String` cannot fail.
-        let _ = write!(full, "{}:{{{}}}:{}", self.namespace, key, self.kind.name());
+        let _ = write!(
+            full,
+            "{}",
+            KeyArg {
+                namespace: &self.namespace,
+                key,
+                kind: self.kind,
+                suffix: "",
+            }
+        );
         full
     }
 
@@ -323,8 +332,9 @@ impl RedisLimiter {
     }
 }
 
-/// The Redis key `namespace:{key}:<algorithm><suffix>`, written straight into the command
-/// buffer (no intermediate `String` per call).
+/// The Redis key `namespace:{key}:<algorithm><suffix>`: the one place its layout is written,
+/// whether straight into a command buffer (no intermediate `String` per call) or into the
+/// `String` a coalesced request carries.
 #[derive(Clone, Copy)]
 struct KeyArg<'a> {
     /// [`Inner::namespace`].
@@ -337,18 +347,24 @@ struct KeyArg<'a> {
     suffix: &'a str,
 }
 
-impl ToRedisArgs for KeyArg<'_> {
-    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
-        let mut w = out.writer_for_next_arg();
-        // Writing into the command's in-memory buffer cannot fail.
-        let _ = write!(
-            w,
+impl std::fmt::Display for KeyArg<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
             "{}:{{{}}}:{}{}",
             self.namespace,
             self.key,
             self.kind.name(),
             self.suffix
-        );
+        )
+    }
+}
+
+impl ToRedisArgs for KeyArg<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        let mut w = out.writer_for_next_arg();
+        // Writing into the command's in-memory buffer cannot fail.
+        let _ = write!(w, "{self}");
     }
 }
 
