@@ -71,8 +71,15 @@ fn lua_scripts_decide_exactly_like_the_rust_core() {
     });
     let result = runner.run(&scenario(), |(kind, quota, times)| {
         let kind = AlgorithmKind::ALL[kind];
+        let case = CASE.fetch_add(1, Ordering::Relaxed);
         let limiter = RedisLimiter::new(redis.connection(), kind, quota, redis.prefix());
-        let key = format!("case-{}", CASE.fetch_add(1, Ordering::Relaxed));
+        // Every other case sends one script call per decision (GCRA's uncoalesced path).
+        let limiter = if case.is_multiple_of(2) {
+            limiter
+        } else {
+            limiter.max_batch(std::num::NonZeroUsize::MIN)
+        };
+        let key = format!("case-{case}");
         let expected = rust_decisions(kind, quota, &times);
         rt.block_on(async {
             for (i, (&now, want)) in times.iter().zip(&expected).enumerate() {

@@ -122,12 +122,12 @@ impl Inner {
         full
     }
 
-    /// The GCRA `EVALSHA` deciding one request per Redis key of `keys` (from
-    /// [`redis_key`](Self::redis_key)), in order, at `now`. The coalescing task sends these, so
-    /// the keys arrive formatted by their callers: the task only copies bytes.
-    fn batch_command<'k>(
+    /// The GCRA `EVALSHA` deciding one request per Redis key of `keys`, in order, at `now`.
+    /// The coalescing task passes keys its callers formatted ([`redis_key`](Self::redis_key)),
+    /// so it only copies bytes; a single decision passes its [`KeyArg`], written in place.
+    fn batch_command(
         &self,
-        keys: impl ExactSizeIterator<Item = &'k str>,
+        keys: impl ExactSizeIterator<Item = impl ToRedisArgs>,
         now: Option<u64>,
     ) -> Cmd {
         let bytes: usize = 48 + keys.len() * (self.namespace.len() + 24);
@@ -247,8 +247,14 @@ impl RedisLimiter {
         let inner = &*self.inner;
         if inner.kind == AlgorithmKind::Gcra {
             let reply = if self.max_batch.get() == 1 {
-                let key = inner.redis_key(key);
-                let cmd = inner.batch_command(std::iter::once(key.as_str()), now);
+                // One decision: the key goes straight into the command, no `String` for it.
+                let key = KeyArg {
+                    namespace: &inner.namespace,
+                    key,
+                    kind: inner.kind,
+                    suffix: "",
+                };
+                let cmd = inner.batch_command(std::iter::once(key), now);
                 match inner.eval::<Vec<i64>>(&cmd, &mut self.conn.clone()).await?[..] {
                     [reply] => reply,
                     ref other => return Err(RedisLimitError::BadReply(format!("{other:?}"))),
