@@ -8,7 +8,7 @@
 //! - `outbox_throughput/raw_producer`: the same BATCH records (same keys, headers, payloads,
 //!   producer settings) sent from memory by a bare rdkafka `FutureProducer`, awaiting every ack.
 //! - `outbox_throughput/raw_producer_stop_and_wait_500`: the same, but awaiting the acks of every
-//!   500 records before sending the next 500, as a relay claim does: the broker round-trip floor.
+//!   500 records before sending the next 500, as a relay claiming 500 rows does: its round-trip floor.
 //! - Latency: one event committed every 10 ms for a few seconds; the relay records insert-to-ack
 //!   per event. Once with LISTEN/NOTIFY, once polling every 500 ms.
 
@@ -36,7 +36,7 @@ const PARTITIONS: i32 = 6;
 const RAW_STOP_AND_WAIT: &str = "raw_producer_stop_and_wait_500";
 /// Relay configurations measured: (claim loops per relay, rows per claim). The first is the
 /// default configuration.
-const CONFIGS: [(usize, usize); 3] = [(1, 500), (1, 2000), (2, 250)];
+const CONFIGS: [(usize, usize); 4] = [(1, 5000), (1, 500), (1, 2000), (1, 10_000)];
 
 fn relay_id((workers, batch): (usize, usize)) -> String {
     format!("relay_{workers}w_{batch}b")
@@ -171,9 +171,9 @@ fn throughput(c: &mut Criterion, rt: &Runtime, w: &World) -> anyhow::Result<()> 
             }
         });
     });
-    // Stop-and-wait per 500 records, like the relay's default claim: the floor any relay that
-    // deletes only acknowledged rows (and so awaits a batch's acks before claiming the same
-    // aggregates again) pays for broker round trips, with zero database work.
+    // Stop-and-wait per 500 records, like a relay claiming 500 rows at a time: the floor such a
+    // relay, deleting only acknowledged rows (and so awaiting a batch's acks before claiming the
+    // same aggregates again), pays for broker round trips, with zero database work.
     group.bench_function(RAW_STOP_AND_WAIT, |b| {
         b.to_async(rt).iter_custom(|iters| {
             let (raw, records, topic) = (&raw, &records, &w.topic);

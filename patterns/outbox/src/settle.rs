@@ -82,7 +82,7 @@ mod tests {
             aggregate_id: aggregate.into(),
             sequence,
             event_type: "E".into(),
-            payload: sqlx::types::Json(serde_json::Value::Null),
+            payload: sqlx::types::Json(serde_json::value::to_raw_value(&()).expect("null")),
             headers: sqlx::types::Json(serde_json::json!({})),
             created_at: chrono::DateTime::UNIX_EPOCH,
         }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use outbox::{NewEvent, claim, enqueue};
+use outbox::{NewEvent, Outcome, claim, enqueue, settle};
 use tokio_util::sync::CancellationToken;
 
 fn n(v: usize) -> NonZeroUsize {
@@ -19,8 +19,8 @@ async fn a_second_claim_skips_every_aggregate_the_first_one_holds() -> anyhow::R
     for a in ["a", "b", "c", "d"] {
         env.write(a, 3).await?;
     }
-    // Two heads only: the first claim owns two aggregates and their whole backlog.
-    let first = claim(env.pool(), n(2)).await?;
+    // The six oldest rows: the first claim owns aggregates a and b and their whole backlog.
+    let first = claim(env.pool(), n(6)).await?;
     let second = claim(env.pool(), n(100)).await?;
     let held: HashSet<&str> = first
         .rows()
@@ -71,6 +71,60 @@ async fn an_aggregate_whose_head_is_claimed_is_skipped_even_if_later_rows_are_no
     assert_eq!(
         third.rows().iter().map(|r| r.sequence).collect::<Vec<_>>(),
         vec![1, 2, 3, 4, 5]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_claim_looks_past_windows_whose_aggregates_other_relays_hold() -> anyhow::Result<()> {
+    let env = common::env().await?;
+    env.write("a", 10).await?;
+    env.write("b", 1).await?;
+    let first = claim(env.pool(), n(5)).await?;
+    assert_eq!(
+        first.rows().iter().map(|r| r.sequence).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    // The oldest five rows belong to `a` (held); the next five are `a` again, whose head is
+    // still in flight; only the third window has an aggregate this claim can own.
+    let second = claim(env.pool(), n(5)).await?;
+    let taken: Vec<(&str, i64)> = second
+        .rows()
+        .iter()
+        .map(|r| (r.aggregate_id.as_str(), r.sequence))
+        .collect();
+    assert_eq!(taken, vec![("b", 1)]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn rows_after_a_parked_head_are_not_claimable() -> anyhow::Result<()> {
+    let env = common::env().await?;
+    env.write("a", 3).await?;
+    env.write("b", 1).await?;
+    let batch = claim(env.pool(), n(100)).await?;
+    let outcomes: Vec<Outcome> = batch
+        .rows()
+        .iter()
+        .map(|r| {
+            if (r.aggregate_id.as_str(), r.sequence) == ("a", 1) {
+                Outcome::Rejected("too large".into())
+            } else {
+                Outcome::Acked
+            }
+        })
+        .collect();
+    let plan = settle(batch.rows(), &outcomes);
+    batch.complete(&plan).await?;
+    // a:1 is parked; a:2 and a:3 are unparked, unlocked, and the oldest rows the claim reads.
+    let next = claim(env.pool(), n(100)).await?;
+    assert!(
+        next.rows().is_empty(),
+        "a:2 must wait behind the parked a:1, got {:?}",
+        next.rows()
+            .iter()
+            .map(|r| (r.aggregate_id.as_str(), r.sequence))
+            .collect::<Vec<_>>()
     );
     Ok(())
 }
