@@ -19,7 +19,7 @@ pub struct NewEvent {
     pub aggregate_id: String,
     /// Name of the event, e.g. `OrderPlaced`.
     pub event_type: String,
-    /// Business payload, stored as `jsonb` and published as the record value.
+    /// Business payload, stored as `json` and published as the record value.
     pub payload: serde_json::Value,
     /// W3C `traceparent` of the writing request, so the trace continues in consumers.
     pub traceparent: Option<String>,

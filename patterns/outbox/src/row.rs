@@ -21,9 +21,9 @@ pub struct OutboxRow {
     pub sequence: i64,
     /// Name of the event.
     pub event_type: String,
-    /// Business payload, as the JSON text Postgres returns for the `jsonb` column. It is
-    /// published as it is, never parsed: building a `serde_json::Value` for every row and writing
-    /// it out again cost the relay about a microsecond per event.
+    /// Business payload, the JSON text stored in the `json` column. It is published as it is,
+    /// never parsed: building a `serde_json::Value` for every row and writing it out again cost
+    /// the relay about a microsecond per event.
     pub payload: sqlx::types::Json<Box<RawValue>>,
     /// Extra headers (string values), including `traceparent`.
     pub headers: sqlx::types::Json<serde_json::Value>,
@@ -40,8 +40,8 @@ impl OutboxRow {
     /// The shared wire envelope for this row.
     ///
     /// # Errors
-    /// [`EnvelopeError::Payload`] if the stored payload is not valid JSON (Postgres only ever
-    /// returns valid JSON for a `jsonb` column).
+    /// [`EnvelopeError::Payload`] if the stored payload is not valid JSON (Postgres validates
+    /// a `json` column on insert, so only a row written around it could be).
     pub fn to_envelope(&self) -> Result<Envelope, EnvelopeError> {
         let payload = serde_json::from_str(self.payload.get())
             .map_err(|e| EnvelopeError::Payload(e.to_string()))?;
@@ -69,7 +69,8 @@ impl OutboxRow {
     /// Key, value and headers as [`Envelope::encode`] builds them, plus the row's extra headers
     /// appended (the envelope has no slot for caller-defined headers, so they are added here
     /// rather than changing the shared format). The value is the stored JSON text itself: the
-    /// same JSON as the envelope's, spelled the way Postgres prints `jsonb` (`{"a": 1}`).
+    /// same JSON as the envelope's, spelled as it was stored (through [`enqueue`](crate::enqueue),
+    /// the way Postgres prints `jsonb`: `{"a": 1}`).
     ///
     /// # Errors
     /// None today; the `Result` matches [`Envelope::encode`].
