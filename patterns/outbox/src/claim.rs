@@ -27,7 +27,8 @@
 //! - Writers of one aggregate commit in sequence order (the `outbox_aggregate` row lock is held
 //!   until commit) and ids are drawn inside that lock, so per aggregate, id order is sequence
 //!   order and a snapshot that sees event n sees every earlier event. The window's first row of
-//!   an aggregate is therefore its head as of the first statement.
+//!   an aggregate is therefore its head as of the first statement, unless an earlier row is
+//!   parked or lies in an earlier window; the lock statement's `NOT EXISTS` refuses those.
 //! - Rows only ever leave an aggregate from its head (the acked prefix is deleted, the first
 //!   rejected row parked). If the head is still there, unparked, and now locked by this claim,
 //!   no row after it can have been deleted or parked in between, and nobody else can do so
