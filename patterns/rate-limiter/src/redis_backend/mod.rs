@@ -87,12 +87,7 @@ impl Inner {
         // growth step.
         let mut cmd = Cmd::with_capacity(10, 48 + 2 * tag_len + 5 * 20);
         cmd.arg("EVALSHA").arg(self.script.get_hash());
-        let tag = KeyArg {
-            namespace: &self.namespace,
-            key,
-            kind: self.kind,
-            suffix: "",
-        };
+        let tag = self.key_arg(key);
         if two_keys {
             cmd.arg(2).arg(tag).arg(KeyArg {
                 suffix: ":seq",
@@ -105,20 +100,22 @@ impl Inner {
         cmd
     }
 
+    /// The Redis key of `key` for this limiter's algorithm (`namespace:{key}:<algorithm>`),
+    /// ready to be written into a command.
+    fn key_arg<'a>(&'a self, key: &'a str) -> KeyArg<'a> {
+        KeyArg {
+            namespace: &self.namespace,
+            key,
+            kind: self.kind,
+            suffix: "",
+        }
+    }
+
     /// The Redis key for `key` (`namespace:{key}:<algorithm>`), for one-key scripts.
     fn redis_key(&self, key: &str) -> String {
         let mut full = String::with_capacity(self.namespace.len() + key.len() + 24);
         // Writing into a `String` cannot fail.
-        let _ = write!(
-            full,
-            "{}",
-            KeyArg {
-                namespace: &self.namespace,
-                key,
-                kind: self.kind,
-                suffix: "",
-            }
-        );
+        let _ = write!(full, "{}", self.key_arg(key));
         full
     }
 
@@ -248,13 +245,7 @@ impl RedisLimiter {
         if inner.kind == AlgorithmKind::Gcra {
             let reply = if self.max_batch.get() == 1 {
                 // One decision: the key goes straight into the command, no `String` for it.
-                let key = KeyArg {
-                    namespace: &inner.namespace,
-                    key,
-                    kind: inner.kind,
-                    suffix: "",
-                };
-                let cmd = inner.batch_command(std::iter::once(key), now);
+                let cmd = inner.batch_command(std::iter::once(inner.key_arg(key)), now);
                 match inner.eval::<Vec<i64>>(&cmd, &mut self.conn.clone()).await?[..] {
                     [reply] => reply,
                     ref other => return Err(RedisLimitError::BadReply(format!("{other:?}"))),
