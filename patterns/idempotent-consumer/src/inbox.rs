@@ -60,11 +60,12 @@ impl Inbox {
     ) -> Result<Vec<Claim>, sqlx::Error> {
         // Only first occurrences go to Postgres: a repeat is a duplicate of its first
         // occurrence whatever the table says.
-        let mut first = HashSet::with_capacity(keys.len());
+        let mut seen = HashSet::with_capacity(keys.len());
+        let first: Vec<bool> = keys.iter().map(|k| seen.insert(k.as_str())).collect();
         let distinct: Vec<&str> = keys
             .iter()
-            .map(String::as_str)
-            .filter(|k| first.insert(*k))
+            .zip(&first)
+            .filter_map(|(k, &first)| first.then_some(k.as_str()))
             .collect();
         // The anti-join runs only when fewer rows were inserted than offered (the count is a
         // one-time filter): the common all-fresh batch costs one count over the inserted rows.
@@ -82,11 +83,11 @@ impl Inbox {
         .fetch_all(conn)
         .await?;
         let known: HashSet<&str> = known.iter().map(String::as_str).collect();
-        let mut handed_out = HashSet::with_capacity(distinct.len());
         Ok(keys
             .iter()
-            .map(|k| {
-                if !known.contains(k.as_str()) && handed_out.insert(k.as_str()) {
+            .zip(first)
+            .map(|(k, first)| {
+                if first && !known.contains(k.as_str()) {
                     Claim::Fresh
                 } else {
                     Claim::Duplicate
