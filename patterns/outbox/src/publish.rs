@@ -171,9 +171,7 @@ impl Publisher {
         producer: &FutureProducer,
         row: &OutboxRow,
     ) -> Result<DeliveryFuture, Outcome> {
-        let record = row
-            .encode()
-            .map_err(|e| Outcome::Rejected(format!("cannot encode envelope: {e}")))?;
+        let record = row.encode();
         // No per-row allocation for the common fixed topic.
         let routed;
         let topic = match &self.topics {

@@ -70,11 +70,9 @@ impl OutboxRow {
     /// appended (the envelope has no slot for caller-defined headers, so they are added here
     /// rather than changing the shared format). The value is the stored JSON text itself: the
     /// same JSON as the envelope's, spelled as it was stored (through [`enqueue`](crate::enqueue),
-    /// the way Postgres prints `jsonb`: `{"a": 1}`).
-    ///
-    /// # Errors
-    /// None today; the `Result` matches [`Envelope::encode`].
-    pub fn encode(&self) -> Result<EncodedRecord, EnvelopeError> {
+    /// the way Postgres prints `jsonb`: `{"a": 1}`). Nothing is serialised, so nothing can
+    /// fail.
+    pub fn encode(&self) -> EncodedRecord {
         let mut record = EncodedRecord {
             key: self.aggregate_id.clone(),
             payload: self.payload.get().as_bytes().to_vec(),
@@ -95,7 +93,7 @@ impl OutboxRow {
             }
             record.headers = headers;
         }
-        Ok(record)
+        record
     }
 }
 
@@ -127,7 +125,7 @@ mod tests {
             .expect("valid payload")
             .encode()
             .expect("reference encoding");
-        let record = row.encode().expect("row encoding");
+        let record = row.encode();
         assert_eq!(record.key, reference.key);
         let json = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).expect("JSON");
         assert_eq!(json(&record.payload), json(&reference.payload));
