@@ -6,11 +6,20 @@ use std::collections::HashSet;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use outbox::{NewEvent, Outcome, claim, enqueue, settle};
+use outbox::{Claim, NewEvent, Outcome, claim, enqueue, settle};
 use tokio_util::sync::CancellationToken;
 
 fn n(v: usize) -> NonZeroUsize {
     NonZeroUsize::new(v).expect("non-zero")
+}
+
+/// `(aggregate id, sequence)` of every row a claim holds, in claim order.
+fn taken(claim: &Claim) -> Vec<(&str, i64)> {
+    claim
+        .rows()
+        .iter()
+        .map(|r| (r.aggregate_id.as_str(), r.sequence))
+        .collect()
 }
 
 #[tokio::test]
@@ -88,12 +97,7 @@ async fn a_claim_looks_past_windows_whose_aggregates_other_relays_hold() -> anyh
     // The oldest five rows belong to `a` (held); the next five are `a` again, whose head is
     // still in flight; only the third window has an aggregate this claim can own.
     let second = claim(env.pool(), n(5)).await?;
-    let taken: Vec<(&str, i64)> = second
-        .rows()
-        .iter()
-        .map(|r| (r.aggregate_id.as_str(), r.sequence))
-        .collect();
-    assert_eq!(taken, vec![("b", 1)]);
+    assert_eq!(taken(&second), vec![("b", 1)]);
     Ok(())
 }
 
@@ -121,10 +125,7 @@ async fn rows_after_a_parked_head_are_not_claimable() -> anyhow::Result<()> {
     assert!(
         next.rows().is_empty(),
         "a:2 must wait behind the parked a:1, got {:?}",
-        next.rows()
-            .iter()
-            .map(|r| (r.aggregate_id.as_str(), r.sequence))
-            .collect::<Vec<_>>()
+        taken(&next)
     );
     Ok(())
 }
