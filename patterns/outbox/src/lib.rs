@@ -96,6 +96,9 @@ mod relay;
 mod row;
 mod schema;
 mod settle;
+// Only the reference claim deletes by location; a learner's claim (`exercise`) does not use it.
+#[cfg(not(feature = "exercise"))]
+mod tid;
 
 pub use audit::{AuditReport, Observation, SequenceAudit};
 pub use claim::{Claim, claim};

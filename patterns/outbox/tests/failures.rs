@@ -414,3 +414,54 @@ async fn a_broker_outage_mid_stream_keeps_the_backlog_and_everything_is_publishe
     relay.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_claim_whose_row_vanished_deletes_nothing() -> anyhow::Result<()> {
+    let env = common::env().await?;
+    env.write("a", 3).await?;
+    env.write("b", 2).await?;
+    let batch = outbox::claim(env.pool(), NonZeroUsize::new(100).expect("non-zero")).await?;
+    assert_eq!(batch.rows().len(), 5);
+    // An operator deletes a:2 by hand while the claim is open: only heads are locked, so
+    // nothing stops it. The claim's delete by location must notice it did not find every row.
+    sqlx::query("DELETE FROM outbox WHERE aggregate_id = 'a' AND sequence = 2")
+        .execute(env.pool())
+        .await?;
+    let acked = vec![outbox::Outcome::Acked; batch.rows().len()];
+    let plan = outbox::settle(batch.rows(), &acked);
+    let result = batch.complete(&plan).await;
+    assert!(
+        matches!(result, Err(outbox::OutboxError::ClaimMismatch(_))),
+        "expected a mismatch, got {result:?}"
+    );
+    assert_eq!(
+        env.outbox_rows().await?,
+        4,
+        "the claim rolled back: every row but the hand-deleted one is still there"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_settlement_naming_a_row_outside_the_claim_deletes_nothing() -> anyhow::Result<()> {
+    let env = common::env().await?;
+    env.write("a", 2).await?;
+    env.write("b", 2).await?;
+    // The first claim takes a:1 and a:2; b is left for the second.
+    let first = outbox::claim(env.pool(), NonZeroUsize::new(2).expect("non-zero")).await?;
+    let second = outbox::claim(env.pool(), NonZeroUsize::new(100).expect("non-zero")).await?;
+    assert_eq!(second.rows().len(), 2);
+    let mut plan = outbox::settle(
+        first.rows(),
+        &vec![outbox::Outcome::Acked; first.rows().len()],
+    );
+    plan.delete.push(second.rows()[0].id);
+    let result = first.complete(&plan).await;
+    assert!(
+        matches!(result, Err(outbox::OutboxError::ClaimMismatch(_))),
+        "expected a mismatch, got {result:?}"
+    );
+    second.release().await?;
+    assert_eq!(env.outbox_rows().await?, 4, "nothing was deleted");
+    Ok(())
+}

@@ -14,7 +14,7 @@ use std::num::NonZeroUsize;
 
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::{OutboxRow, Settlement};
+use crate::{OutboxError, OutboxRow, Settlement};
 
 /// Rows locked by one relay, inside the transaction that will delete them.
 ///
@@ -49,8 +49,8 @@ impl Claim {
     /// and commits.
     ///
     /// # Errors
-    /// Any database error.
-    pub async fn complete(self, settlement: &Settlement) -> Result<(), sqlx::Error> {
+    /// Any database error (`?` turns a `sqlx::Error` into [`OutboxError::Database`]).
+    pub async fn complete(self, settlement: &Settlement) -> Result<(), OutboxError> {
         todo!("step 2: delete and park in the claiming transaction, then commit")
     }
 

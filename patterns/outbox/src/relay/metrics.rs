@@ -58,6 +58,10 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    pub(crate) fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn add_published(&self, n: usize) {
         self.published.fetch_add(n as u64, Ordering::Relaxed);
     }

@@ -28,7 +28,7 @@ use self::metrics::Metrics;
 pub use self::metrics::{PhaseTimes, RelayMetrics};
 use self::wake::{WakeMode, Wakers};
 use crate::publish::{Publisher, TopicRoute};
-use crate::{claim, settle};
+use crate::{OutboxError, claim, settle};
 
 /// How often the relay refreshes its lag gauges (a `count(*)` over the backlog).
 const LAG_PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -118,6 +118,13 @@ impl Relay {
     /// Current metrics.
     pub fn metrics(&self) -> RelayMetrics {
         self.inner.metrics.snapshot()
+    }
+
+    /// Events published (acknowledged and deleted) so far: one atomic load, cheap enough to
+    /// poll in a loop, unlike [`metrics`](Self::metrics), which computes latency percentiles
+    /// under the histogram's lock.
+    pub fn published(&self) -> u64 {
+        self.inner.metrics.published()
     }
 
     /// A copy of the insert-to-ack latency histogram (microseconds).
@@ -313,14 +320,20 @@ fn is_failure(outcome: &crate::Outcome) -> bool {
 
 /// Why one step failed.
 enum StepError {
-    /// Postgres failed; the claim rolled back.
-    Database(sqlx::Error),
+    /// Postgres failed, or the claim did not match the outbox; the claim rolled back.
+    Database(OutboxError),
     /// A fail point fired.
     Crashed(FailPoint),
 }
 
 impl From<sqlx::Error> for StepError {
     fn from(error: sqlx::Error) -> Self {
+        Self::Database(error.into())
+    }
+}
+
+impl From<OutboxError> for StepError {
+    fn from(error: OutboxError) -> Self {
         Self::Database(error)
     }
 }
@@ -340,6 +353,11 @@ impl RelayHandle {
     /// Current metrics of the running relay.
     pub fn metrics(&self) -> RelayMetrics {
         self.relay.metrics()
+    }
+
+    /// Events published so far; see [`Relay::published`].
+    pub fn published(&self) -> u64 {
+        self.relay.published()
     }
 
     /// The relay being run.
