@@ -36,7 +36,7 @@ const PARTITIONS: i32 = 6;
 const RAW_STOP_AND_WAIT: &str = "raw_producer_stop_and_wait_500";
 /// Relay configurations measured: (claim loops per relay, rows per claim). The first is the
 /// default configuration.
-const CONFIGS: [(usize, usize); 4] = [(1, 10_000), (1, 5000), (1, 2000), (1, 500)];
+const CONFIGS: [(usize, usize); 4] = [(1, 5000), (1, 10_000), (1, 2000), (1, 500)];
 
 fn relay_id((workers, batch): (usize, usize)) -> String {
     format!("relay_{workers}w_{batch}b")

@@ -62,7 +62,7 @@ impl RelayBuilder {
             pool,
             kafka,
             topics,
-            batch_size: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
+            batch_size: NonZeroUsize::new(5_000).unwrap_or(NonZeroUsize::MIN),
             workers: NonZeroUsize::MIN,
             poll_interval: Duration::from_secs(1),
             wake: WakeMode::Notify,
@@ -74,7 +74,7 @@ impl RelayBuilder {
         }
     }
 
-    /// Max rows per claim (default 10,000). A claim holds its rows in memory and costs a few
+    /// Max rows per claim (default 5,000). A claim holds its rows in memory and costs a few
     /// round trips whatever its size, so larger batches publish faster (see the benchmark in the
     /// README) but use more memory with large payloads, hold their aggregates longer and
     /// re-publish more after a crash. Under light load batches are as small as the backlog.
