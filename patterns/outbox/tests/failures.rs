@@ -415,6 +415,14 @@ async fn a_broker_outage_mid_stream_keeps_the_backlog_and_everything_is_publishe
     Ok(())
 }
 
+/// Closing a claim was refused because its rows were not the ones it read.
+fn assert_mismatch(result: Result<(), outbox::OutboxError>) {
+    assert!(
+        matches!(result, Err(outbox::OutboxError::ClaimMismatch(_))),
+        "expected a mismatch, got {result:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_claim_whose_row_vanished_deletes_nothing() -> anyhow::Result<()> {
     let env = common::env().await?;
@@ -429,11 +437,7 @@ async fn a_claim_whose_row_vanished_deletes_nothing() -> anyhow::Result<()> {
         .await?;
     let acked = vec![outbox::Outcome::Acked; batch.rows().len()];
     let plan = outbox::settle(batch.rows(), &acked);
-    let result = batch.complete(&plan).await;
-    assert!(
-        matches!(result, Err(outbox::OutboxError::ClaimMismatch(_))),
-        "expected a mismatch, got {result:?}"
-    );
+    assert_mismatch(batch.complete(&plan).await);
     assert_eq!(
         env.outbox_rows().await?,
         4,
@@ -456,11 +460,7 @@ async fn a_settlement_naming_a_row_outside_the_claim_deletes_nothing() -> anyhow
         &vec![outbox::Outcome::Acked; first.rows().len()],
     );
     plan.delete.push(second.rows()[0].id);
-    let result = first.complete(&plan).await;
-    assert!(
-        matches!(result, Err(outbox::OutboxError::ClaimMismatch(_))),
-        "expected a mismatch, got {result:?}"
-    );
+    assert_mismatch(first.complete(&plan).await);
     second.release().await?;
     assert_eq!(env.outbox_rows().await?, 4, "nothing was deleted");
     Ok(())
