@@ -3,11 +3,7 @@
 
 mod common;
 
-use std::num::NonZeroUsize;
-
-fn n(v: usize) -> NonZeroUsize {
-    NonZeroUsize::new(v).expect("non-zero")
-}
+use common::n;
 
 /// Step 1: the event is written in the caller's transaction.
 mod step1 {

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -23,7 +22,7 @@ async fn a_crash_between_publish_and_commit_duplicates_but_never_loses_or_reorde
     let counter = batches.clone();
     let doomed = env
         .relay()
-        .batch_size(NonZeroUsize::new(15).expect("non-zero"))
+        .batch_size(common::n(15))
         .fail_point(move |point| {
             point == FailPoint::AfterPublishBeforeCommit
                 && counter.fetch_add(1, Ordering::SeqCst) == 1
@@ -149,7 +148,7 @@ async fn terminated_postgres_sessions_are_survived_without_loss_or_reordering() 
     // pick the rows up promptly.
     let relay = env
         .relay_on(relay_pool)
-        .batch_size(NonZeroUsize::new(8).expect("non-zero"))
+        .batch_size(common::n(8))
         .poll_interval(Duration::from_secs(30))
         .build()?
         .spawn(CancellationToken::new());
@@ -322,7 +321,7 @@ async fn a_broker_outage_mid_stream_keeps_the_backlog_and_everything_is_publishe
         kafka,
         outbox::TopicRoute::Fixed(topic.clone()),
     )
-    .batch_size(NonZeroUsize::new(20).expect("non-zero"))
+    .batch_size(common::n(20))
     .poll_interval(Duration::from_millis(250))
     .publish_timeout(Duration::from_millis(1_000))
     .backoff(Duration::from_millis(50), Duration::from_millis(400))
@@ -428,7 +427,7 @@ async fn a_claim_whose_row_vanished_deletes_nothing() -> anyhow::Result<()> {
     let env = common::env().await?;
     env.write("a", 3).await?;
     env.write("b", 2).await?;
-    let batch = outbox::claim(env.pool(), NonZeroUsize::new(100).expect("non-zero")).await?;
+    let batch = outbox::claim(env.pool(), common::n(100)).await?;
     assert_eq!(batch.rows().len(), 5);
     // An operator deletes a:2 by hand while the claim is open: only heads are locked, so
     // nothing stops it. The claim's delete by location must notice it did not find every row.
@@ -452,8 +451,8 @@ async fn a_settlement_naming_a_row_outside_the_claim_deletes_nothing() -> anyhow
     env.write("a", 2).await?;
     env.write("b", 2).await?;
     // The first claim takes a:1 and a:2; b is left for the second.
-    let first = outbox::claim(env.pool(), NonZeroUsize::new(2).expect("non-zero")).await?;
-    let second = outbox::claim(env.pool(), NonZeroUsize::new(100).expect("non-zero")).await?;
+    let first = outbox::claim(env.pool(), common::n(2)).await?;
+    let second = outbox::claim(env.pool(), common::n(100)).await?;
     assert_eq!(second.rows().len(), 2);
     let mut plan = outbox::settle(
         first.rows(),

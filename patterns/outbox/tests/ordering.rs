@@ -3,15 +3,11 @@
 mod common;
 
 use std::collections::HashSet;
-use std::num::NonZeroUsize;
 use std::time::Duration;
 
+use common::n;
 use outbox::{Claim, NewEvent, Outcome, claim, enqueue, settle};
 use tokio_util::sync::CancellationToken;
-
-fn n(v: usize) -> NonZeroUsize {
-    NonZeroUsize::new(v).expect("non-zero")
-}
 
 /// `(aggregate id, sequence)` of every row a claim holds, in claim order.
 fn taken(claim: &Claim) -> Vec<(&str, i64)> {

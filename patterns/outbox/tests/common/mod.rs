@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)] // each test binary uses a different subset of these helpers
 
+use std::num::NonZeroUsize;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -14,6 +15,11 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+/// `v` as a batch size or claim limit.
+pub fn n(v: usize) -> NonZeroUsize {
+    NonZeroUsize::new(v).expect("non-zero")
+}
 
 /// Partitions of every test topic: more than one, so keying by aggregate matters.
 pub const PARTITIONS: i32 = 3;
