@@ -171,8 +171,8 @@ impl Publisher {
         producer: &FutureProducer,
         row: &OutboxRow,
     ) -> Result<DeliveryFuture, Outcome> {
-        let record = row.encode();
-        // No per-row allocation for the common fixed topic.
+        // Key and value are borrowed from the row (librdkafka copies them on send); only the
+        // headers are built. No per-row allocation for the topic either, when it is fixed.
         let routed;
         let topic = match &self.topics {
             TopicRoute::Fixed(topic) => topic.as_str(),
@@ -182,9 +182,9 @@ impl Publisher {
             }
         };
         let message = FutureRecord::to(topic)
-            .key(&record.key)
-            .payload(&record.payload)
-            .headers(record.headers);
+            .key(row.aggregate_id.as_str())
+            .payload(row.payload_bytes())
+            .headers(row.record_headers());
         producer
             .send_result(message)
             .map_err(|(error, _)| classify(&error))

@@ -73,13 +73,23 @@ impl OutboxRow {
     /// the way Postgres prints `jsonb`: `{"a": 1}`). Nothing is serialised, so nothing can
     /// fail.
     pub fn encode(&self) -> EncodedRecord {
-        let mut record = EncodedRecord {
+        EncodedRecord {
             key: self.aggregate_id.clone(),
-            payload: self.payload.get().as_bytes().to_vec(),
-            headers: self.envelope_with(serde_json::Value::Null).headers(),
-        };
+            payload: self.payload_bytes().to_vec(),
+            headers: self.record_headers(),
+        }
+    }
+
+    /// The record value: the stored JSON text, borrowed (see [`encode`](Self::encode)).
+    pub(crate) fn payload_bytes(&self) -> &[u8] {
+        self.payload.get().as_bytes()
+    }
+
+    /// The record headers of [`encode`](Self::encode): the envelope's, then the row's extra
+    /// string headers. The relay sends key and value borrowed from the row and builds only these.
+    pub(crate) fn record_headers(&self) -> OwnedHeaders {
+        let mut headers = self.envelope_with(serde_json::Value::Null).headers();
         if let Some(extra) = self.headers.as_object() {
-            let mut headers: OwnedHeaders = record.headers;
             for (name, value) in extra {
                 if name == header::TRACEPARENT {
                     continue;
@@ -91,9 +101,8 @@ impl OutboxRow {
                     });
                 }
             }
-            record.headers = headers;
         }
-        record
+        headers
     }
 }
 
