@@ -81,6 +81,9 @@ mod claim;
 #[path = "../exercises/src/claim.rs"]
 mod claim;
 mod event;
+// A learner's claim (`exercise`) reads from the start of the table and uses no floor.
+#[cfg_attr(feature = "exercise", allow(dead_code))]
+mod floor;
 #[cfg(not(feature = "exercise"))]
 mod writer;
 #[cfg(feature = "exercise")]
@@ -101,9 +104,12 @@ mod settle;
 mod tid;
 
 pub use audit::{AuditReport, Observation, SequenceAudit};
+#[cfg(not(feature = "exercise"))]
+pub use claim::claim_from;
 pub use claim::{Claim, claim};
 pub use error::OutboxError;
 pub use event::{EnqueuedEvent, NewEvent};
+pub use floor::ScanFloor;
 pub use orders::{ORDER, OrderStatus, advance_order, place_order};
 pub use parked::{ParkedEvent, discard_parked, list_parked, retry_parked};
 pub use publish::TopicRoute;

@@ -28,7 +28,7 @@ use self::metrics::Metrics;
 pub use self::metrics::{PhaseTimes, RelayMetrics};
 use self::wake::{WakeMode, Wakers};
 use crate::publish::{Publisher, TopicRoute};
-use crate::{OutboxError, claim, settle};
+use crate::{Claim, OutboxError, ScanFloor, settle};
 
 /// How often the relay refreshes its lag gauges (a `count(*)` over the backlog).
 const LAG_PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -199,14 +199,15 @@ impl Relay {
             return Ok(());
         };
         let mut backoff = Backoff::new(inner.backoff.0, inner.backoff.1);
+        let mut floor = ScanFloor::default();
         let mut last_probe: Option<Instant> = None;
         while !shutdown.is_cancelled() {
             // One worker probes the lag; a count(*) per worker would be wasted work.
             if worker == 0 && last_probe.is_none_or(|t| t.elapsed() >= LAG_PROBE_EVERY) {
-                self.probe_lag().await;
+                self.probe_lag(floor.get()).await;
                 last_probe = Some(Instant::now());
             }
-            let pause = match self.step().await {
+            let pause = match self.step(&mut floor).await {
                 Ok(step) if step.transient_failure => Some(backoff.next_delay()),
                 Ok(step) => {
                     backoff.reset();
@@ -235,10 +236,10 @@ impl Relay {
     }
 
     /// One claim → publish → settle → commit cycle.
-    async fn step(&self) -> Result<Step, StepError> {
+    async fn step(&self, floor: &mut ScanFloor) -> Result<Step, StepError> {
         let inner = &self.inner;
         let started = Instant::now();
-        let claim = claim(&inner.pool, inner.batch_size).await?;
+        let claim = claim_next(&inner.pool, inner.batch_size, floor).await?;
         let claimed = claim.rows().len();
         if claimed == 0 {
             claim.release().await?;
@@ -292,8 +293,9 @@ impl Relay {
         })
     }
 
-    async fn probe_lag(&self) {
-        match metrics::lag(&self.inner.pool).await {
+    /// Refreshes the lag gauges, counting above `floor` (the probing worker's scan floor).
+    async fn probe_lag(&self, floor: i64) {
+        match metrics::lag_above(&self.inner.pool, floor).await {
             Ok(lag) => self.inner.metrics.set_lag(&lag),
             Err(error) => tracing::debug!(%error, "lag probe failed"),
         }
@@ -312,6 +314,26 @@ impl Relay {
             task: tokio::spawn(async move { relay.run(token).await }),
         }
     }
+}
+
+/// The relay's claim, above its loop's floor.
+#[cfg(not(feature = "exercise"))]
+async fn claim_next(
+    pool: &PgPool,
+    limit: NonZeroUsize,
+    floor: &mut ScanFloor,
+) -> Result<Claim, sqlx::Error> {
+    crate::claim_from(pool, limit, floor).await
+}
+
+/// A learner's claim has no floor: it reads from the start of the table every time.
+#[cfg(feature = "exercise")]
+async fn claim_next(
+    pool: &PgPool,
+    limit: NonZeroUsize,
+    _floor: &mut ScanFloor,
+) -> Result<Claim, sqlx::Error> {
+    crate::claim(pool, limit).await
 }
 
 fn is_failure(outcome: &crate::Outcome) -> bool {
