@@ -13,6 +13,10 @@
 //!   500 records before sending the next 500, as a relay claiming 500 rows does: its round-trip floor.
 //! - Latency: one event committed every 10 ms for a few seconds; the relay records insert-to-ack
 //!   per event. Once with LISTEN/NOTIFY, once polling every 500 ms.
+//! - `outbox_claim_after_deletes`: one 5,000-row claim (rolled back after each iteration) over a
+//!   table where 1M rows were published (deleted) since the last vacuum, as between two
+//!   autovacuum visits of a busy outbox: `from_floor` with the relay's scan floor,
+//!   `from_start` reading from the lowest id (what every claim did before the floor).
 
 use std::hint::black_box;
 use std::num::NonZeroUsize;
@@ -23,7 +27,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput};
 use event_envelope::Envelope;
 use harness::{TestDatabase, TestKafka};
-use outbox::{NewEvent, Relay, RelayHandle, TopicRoute, WakeMode, enqueue};
+use outbox::{NewEvent, Relay, RelayHandle, ScanFloor, TopicRoute, WakeMode, enqueue};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::runtime::Runtime;
@@ -266,6 +270,10 @@ async fn commit_events(w: &World, prefix: &str, count: usize) -> anyhow::Result<
 
 /// Commits one event every 10 ms for `count` events and returns the relay's p50/p99.
 async fn latency(w: &World, wake: WakeMode, count: usize) -> anyhow::Result<(Duration, Duration)> {
+    // From a vacuumed table, like each throughput configuration: otherwise autovacuum works
+    // through the throughput runs' million dead rows while this measures, and its tail shows up
+    // in the p99 (26 ms instead of 3-5 ms in back-to-back runs).
+    sqlx::query("VACUUM outbox").execute(w.pg.pool()).await?;
     let relay = Relay::builder(
         w.pg.pool().clone(),
         producer_config(&w.kafka),
@@ -294,11 +302,95 @@ async fn latency(w: &World, wake: WakeMode, count: usize) -> anyhow::Result<(Dur
     Ok((q(0.5), q(0.99)))
 }
 
+/// Rows deleted without a vacuum before the claim benchmark.
+const DEAD_ROWS: i64 = 1_000_000;
+/// Rows per claim in the claim benchmark (the relay's default batch).
+const CLAIM_ROWS: usize = 5000;
+
+/// A claim of CLAIM_ROWS over DEAD_ROWS deleted rows: from the scan floor, and from the start.
+fn claim_after_deletes(c: &mut Criterion, rt: &Runtime) -> anyhow::Result<()> {
+    let pg = rt.block_on(harness::postgres())?;
+    let pool = pg.pool();
+    let limit = NonZeroUsize::new(CLAIM_ROWS).ok_or_else(|| anyhow::anyhow!("zero rows"))?;
+    let mut floor = ScanFloor::default();
+    rt.block_on(async {
+        outbox::migrate(pool).await?;
+        // Autovacuum would remove the dead rows this benchmark is about.
+        sqlx::query("ALTER TABLE outbox SET (autovacuum_enabled = false)")
+            .execute(pool)
+            .await?;
+        // Published rows: inserted, then deleted, in rounds of 100k (one transaction each).
+        for round in 0..DEAD_ROWS / 100_000 {
+            sqlx::query(
+                "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, sequence, event_type,
+                                     payload)
+                 SELECT gen_random_uuid(), 'order', 'agg-' || (g % 500), $1 + g / 500 + 1,
+                        'OrderPlaced', json_build_object('n', g, 'note', repeat('x', 200))
+                 FROM generate_series(0, 99999) AS g
+                 ORDER BY g",
+            )
+            .bind(round * 200)
+            .execute(pool)
+            .await?;
+            sqlx::query("DELETE FROM outbox").execute(pool).await?;
+        }
+        // The backlog: CLAIM_ROWS rows over 500 aggregates, continuing their sequences.
+        sqlx::query(
+            "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, sequence, event_type,
+                                 payload)
+             SELECT gen_random_uuid(), 'order', 'agg-' || (g % 500), $1 + g / 500 + 1,
+                    'OrderPlaced', json_build_object('n', g, 'note', repeat('x', 200))
+             FROM generate_series(0, $2 - 1) AS g
+             ORDER BY g",
+        )
+        .bind(DEAD_ROWS / 500)
+        .bind(i64::try_from(CLAIM_ROWS)?)
+        .execute(pool)
+        .await?;
+        // Two claims move the floor: the first takes a candidate, the second settles it.
+        for _ in 0..2 {
+            outbox::claim_from(pool, limit, &mut floor)
+                .await?
+                .release()
+                .await?;
+        }
+        anyhow::Ok(())
+    })?;
+    anyhow::ensure!(floor.get() > 0, "the scan floor did not move");
+    let mut group = c.benchmark_group("outbox_claim_after_deletes");
+    group
+        .throughput(Throughput::Elements(CLAIM_ROWS as u64))
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(10));
+    group.bench_function("from_floor", |b| {
+        b.to_async(rt).iter(|| {
+            let mut floor = floor.clone();
+            async move {
+                let claim = outbox::claim_from(pool, limit, &mut floor)
+                    .await
+                    .expect("claim");
+                assert_eq!(claim.rows().len(), CLAIM_ROWS);
+                claim.release().await.expect("release");
+            }
+        });
+    });
+    group.bench_function("from_start", |b| {
+        b.to_async(rt).iter(|| async {
+            let claim = outbox::claim(pool, limit).await.expect("claim");
+            assert_eq!(claim.rows().len(), CLAIM_ROWS);
+            claim.release().await.expect("release");
+        });
+    });
+    group.finish();
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let rt = Arc::new(Runtime::new()?);
     let w = rt.block_on(world())?;
     let mut c = Criterion::default().configure_from_args();
     throughput(&mut c, &rt, &w)?;
+    claim_after_deletes(&mut c, &rt)?;
     let (notify_p50, notify_p99) = rt.block_on(latency(&w, WakeMode::Notify, 300))?;
     let (poll_p50, poll_p99) = rt.block_on(latency(&w, WakeMode::PollOnly, 300))?;
     c.final_summary();
@@ -357,6 +449,17 @@ fn main() -> anyhow::Result<()> {
                 true,
             );
         }
+    }
+    if let (Some(floor), Some(start)) = (
+        harness::bench::criterion_mean_ns("outbox_claim_after_deletes", "from_floor"),
+        harness::bench::criterion_mean_ns("outbox_claim_after_deletes", "from_start"),
+    ) {
+        harness::bench::print_ratio(
+            "outbox 5,000-row claim after 1M deletes, ms: from the scan floor vs from the start",
+            floor / 1e6,
+            start / 1e6,
+            false,
+        );
     }
     println!("commit->ack latency, NOTIFY:         p50 {notify_p50:?}  p99 {notify_p99:?}");
     println!("commit->ack latency, poll 500 ms:    p50 {poll_p50:?}  p99 {poll_p99:?}");

@@ -110,6 +110,8 @@ pub use claim::{Claim, claim};
 pub use error::OutboxError;
 pub use event::{EnqueuedEvent, NewEvent};
 pub use floor::ScanFloor;
+#[cfg(feature = "exercise")]
+pub use floor::claim_from;
 pub use orders::{ORDER, OrderStatus, advance_order, place_order};
 pub use parked::{ParkedEvent, discard_parked, list_parked, retry_parked};
 pub use publish::TopicRoute;

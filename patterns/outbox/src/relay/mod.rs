@@ -28,7 +28,7 @@ use self::metrics::Metrics;
 pub use self::metrics::{PhaseTimes, RelayMetrics};
 use self::wake::{WakeMode, Wakers};
 use crate::publish::{Publisher, TopicRoute};
-use crate::{Claim, OutboxError, ScanFloor, settle};
+use crate::{OutboxError, ScanFloor, settle};
 
 /// How often the relay refreshes its lag gauges (a `count(*)` over the backlog).
 const LAG_PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -239,7 +239,7 @@ impl Relay {
     async fn step(&self, floor: &mut ScanFloor) -> Result<Step, StepError> {
         let inner = &self.inner;
         let started = Instant::now();
-        let claim = claim_next(&inner.pool, inner.batch_size, floor).await?;
+        let claim = crate::claim_from(&inner.pool, inner.batch_size, floor).await?;
         let claimed = claim.rows().len();
         if claimed == 0 {
             claim.release().await?;
@@ -314,26 +314,6 @@ impl Relay {
             task: tokio::spawn(async move { relay.run(token).await }),
         }
     }
-}
-
-/// The relay's claim, above its loop's floor.
-#[cfg(not(feature = "exercise"))]
-async fn claim_next(
-    pool: &PgPool,
-    limit: NonZeroUsize,
-    floor: &mut ScanFloor,
-) -> Result<Claim, sqlx::Error> {
-    crate::claim_from(pool, limit, floor).await
-}
-
-/// A learner's claim has no floor: it reads from the start of the table every time.
-#[cfg(feature = "exercise")]
-async fn claim_next(
-    pool: &PgPool,
-    limit: NonZeroUsize,
-    _floor: &mut ScanFloor,
-) -> Result<Claim, sqlx::Error> {
-    crate::claim(pool, limit).await
 }
 
 fn is_failure(outcome: &crate::Outcome) -> bool {
