@@ -85,9 +85,12 @@ use crate::tid::Tid;
 use crate::{OutboxError, OutboxRow, Settlement};
 
 /// The id sequence's last drawn value, or no value if the sequence caches ids ahead (`CACHE`
-/// above 1), which the scan floor's argument cannot allow.
+/// above 1), which the scan floor's argument cannot allow, or if the relay's role may not read
+/// the sequence (a least-privilege role that only reads and deletes outbox rows): the relay
+/// then works as before, from the start of the table, instead of failing every claim.
 const LAST_ID: &str = "
-SELECT CASE WHEN s.seqcache = 1 THEN coalesce(pg_sequence_last_value(s.seqrelid), 0) END
+SELECT CASE WHEN s.seqcache = 1 AND has_sequence_privilege(s.seqrelid, 'SELECT, USAGE')
+            THEN coalesce(pg_sequence_last_value(s.seqrelid), 0) END
 FROM pg_sequence s
 WHERE s.seqrelid = pg_get_serial_sequence('outbox', 'id')::regclass";
 

@@ -37,12 +37,12 @@
 //! above; a parked row may be retried, so the floor stays below it. The one thing the argument
 //! needs from the sequence is that nobody hands out ids ahead of time: a sequence `CACHE`
 //! above 1 lets a session keep drawn ids for a later transaction, so the relay then never moves
-//! the floor (it checks the sequence on every candidate). Inserting rows with explicit ids
-//! (`OVERRIDING SYSTEM VALUE`) or rewinding the sequence is unsupported, as it already breaks
-//! the claim's id order.
+//! the floor (it checks the sequence on every candidate). Nor does a relay whose role may not
+//! read the sequence. Inserting rows with explicit ids (`OVERRIDING SYSTEM VALUE`) or rewinding
+//! the sequence is unsupported, as it already breaks the claim's id order.
 //!
-//! A long transaction anywhere in the database holds `xmin` back and so the floor too: the
-//! relay is then as fast as without a floor, never wrong.
+//! A long transaction anywhere on the Postgres server (`xmin` is server-wide) holds the floor
+//! back: the relay is then as fast as without a floor, never wrong.
 
 /// A learner's claim (`exercise` builds) has no floor: this reads from the start every time, so
 /// the relay and the benchmarks run against it unchanged.

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::str::FromStr as _;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -63,6 +64,24 @@ async fn spread_round(
     let claimed = claim.rows().len();
     ack_all(claim).await?;
     Ok(claimed)
+}
+
+/// Waits until every transaction that started before this call has finished (the server-wide
+/// `xmin` passed an xid taken now).
+async fn every_older_transaction_finished(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let marker: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
+        .fetch_one(pool)
+        .await?;
+    harness::eventually(FLOOR_MOVES_WITHIN, || async {
+        let horizon: Option<i64> =
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                .fetch_one(pool)
+                .await
+                .ok();
+        horizon.is_some_and(|h| h > marker).then_some(())
+    })
+    .await?;
+    Ok(())
 }
 
 #[tokio::test]
@@ -177,20 +196,8 @@ async fn a_sequence_that_caches_ids_keeps_the_floor_at_the_start() -> anyhow::Re
     let mut claimed = 0;
     for r in 0..3 {
         claimed += spread_round(&env, &mut floor, r).await?;
-        // Wait until every transaction older than now has finished, so that a candidate taken
-        // in the round above (if any) would settle in the next one.
-        let marker: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
-            .fetch_one(env.pool())
-            .await?;
-        harness::eventually(FLOOR_MOVES_WITHIN, || async {
-            let horizon: Option<i64> =
-                sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-                    .fetch_one(env.pool())
-                    .await
-                    .ok();
-            horizon.is_some_and(|h| h > marker).then_some(())
-        })
-        .await?;
+        // A candidate taken in the round above (if any) would settle in the next one.
+        every_older_transaction_finished(env.pool()).await?;
     }
     claimed += spread_round(&env, &mut floor, 3).await?;
     assert_eq!(claimed, 20, "every row is still claimed");
@@ -241,5 +248,63 @@ async fn writers_that_commit_long_after_drawing_their_ids_lose_nothing() -> anyh
     let report = seen.audit.report();
     assert_eq!(report.unique, 201, "nothing lost");
     assert_eq!(report.violations, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_role_that_may_not_read_the_id_sequence_claims_from_the_start() -> anyhow::Result<()> {
+    let env = common::env().await?;
+    // A least-privilege relay role: it reads, parks and deletes outbox rows, nothing else.
+    // Roles are server-wide, so the name comes from this test's own database.
+    sqlx::query(
+        "DO $$ BEGIN
+             EXECUTE format('CREATE ROLE %I LOGIN', left(current_database(), 40) || '_relay');
+             EXECUTE format('GRANT SELECT, UPDATE, DELETE ON outbox TO %I',
+                            left(current_database(), 40) || '_relay');
+         END $$",
+    )
+    .execute(env.pool())
+    .await?;
+    let role: String = sqlx::query_scalar("SELECT left(current_database(), 40) || '_relay'")
+        .fetch_one(env.pool())
+        .await?;
+    let options = sqlx::postgres::PgConnectOptions::from_str(env.pg.url())?.username(&role);
+    let relay_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options)
+        .await?;
+    let mut floor = ScanFloor::default();
+    // The rounds' outcome is checked after the role is dropped, so a failure does not leave a
+    // role behind on the shared server.
+    let rounds = async {
+        let mut claimed = 0;
+        for r in 0..3 {
+            for i in 0..5 {
+                env.write(&format!("r{r}-{i}"), 1).await?;
+            }
+            let claim = claim_from(&relay_pool, n(100), &mut floor).await?;
+            claimed += claim.rows().len();
+            ack_all(claim).await?;
+            every_older_transaction_finished(env.pool()).await?;
+        }
+        anyhow::Ok(claimed)
+    }
+    .await;
+    relay_pool.close().await;
+    sqlx::query(
+        "DO $$ BEGIN
+             EXECUTE format('DROP OWNED BY %I', left(current_database(), 40) || '_relay');
+             EXECUTE format('DROP ROLE %I', left(current_database(), 40) || '_relay');
+         END $$",
+    )
+    .execute(env.pool())
+    .await?;
+    let claimed = rounds?;
+    assert_eq!(
+        claimed, 15,
+        "every row is claimed and deleted by the restricted role"
+    );
+    assert_eq!(env.outbox_rows().await?, 0);
+    assert_eq!(floor.get(), 0, "no floor without reading the sequence");
     Ok(())
 }
