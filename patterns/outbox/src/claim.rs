@@ -174,7 +174,8 @@ struct Located {
 /// # Errors
 /// Any database error; nothing is locked afterwards.
 pub async fn claim(pool: &PgPool, limit: NonZeroUsize) -> Result<Claim, sqlx::Error> {
-    claim_from(pool, limit, &mut ScanFloor::default()).await
+    // No floor to keep: a candidate would cost two statements and an xid, then be dropped.
+    claim_above(pool, limit, None).await
 }
 
 /// Claims up to `limit` rows above `floor`, skipping aggregates another relay holds, and moves
@@ -187,9 +188,20 @@ pub async fn claim_from(
     limit: NonZeroUsize,
     floor: &mut ScanFloor,
 ) -> Result<Claim, sqlx::Error> {
+    claim_above(pool, limit, Some(floor)).await
+}
+
+/// [`claim_from`] with a floor to keep up to date, or [`claim`] from the start without one.
+async fn claim_above(
+    pool: &PgPool,
+    limit: NonZeroUsize,
+    mut floor: Option<&mut ScanFloor>,
+) -> Result<Claim, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query(PIN_PLAN).execute(&mut *tx).await?;
-    if floor.wants_candidate() {
+    if let Some(floor) = floor.as_deref_mut()
+        && floor.wants_candidate()
+    {
         let last_id: Option<i64> = sqlx::query_scalar(LAST_ID)
             .fetch_optional(&mut *tx)
             .await?
@@ -201,7 +213,7 @@ pub async fn claim_from(
         }
     }
     let window_size = i64::try_from(limit.get()).unwrap_or(i64::MAX);
-    let mut after = floor.get();
+    let mut after = floor.as_deref().map_or(0, ScanFloor::get);
     let mut owned = Vec::new();
     for window_index in 0..MAX_WINDOWS {
         let window = sqlx::query_as::<_, Located>(WINDOW)
@@ -212,9 +224,11 @@ pub async fn claim_from(
         let (Some(first), Some(last)) = (window.first(), window.last()) else {
             break;
         };
-        if window_index == 0 {
-            // Only the first window starts at the floor, so only its first row is the lowest
-            // unpublished id above it.
+        // Only the first window starts at the floor, so only its first row is the lowest
+        // unpublished id above it.
+        if let Some(floor) = floor.as_deref_mut()
+            && window_index == 0
+        {
             floor.observe(WindowView {
                 horizon: first.horizon,
                 first_live: first.row.id,

@@ -197,53 +197,45 @@ pub struct Lag {
     pub oldest_unpublished_age: Option<Duration>,
 }
 
+/// The lag of the rows with an id above `$1`.
+const LAG: &str = "
+SELECT count(*) FILTER (WHERE parked_at IS NULL),
+       count(*) FILTER (WHERE parked_at IS NOT NULL),
+       EXTRACT(EPOCH FROM clock_timestamp()
+           - min(created_at) FILTER (WHERE parked_at IS NULL))::float8
+FROM outbox
+WHERE id > $1";
+
 /// Measures the outbox lag. Reads the whole table, rows deleted but not yet vacuumed included;
 /// the relay itself counts only above its scan floor (once per second).
 ///
 /// # Errors
 /// Any database error.
 pub async fn lag(pool: &PgPool) -> Result<Lag, sqlx::Error> {
-    let (backlog, parked, age_s): (i64, i64, Option<f64>) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE parked_at IS NULL),
-                count(*) FILTER (WHERE parked_at IS NOT NULL),
-                EXTRACT(EPOCH FROM clock_timestamp()
-                    - min(created_at) FILTER (WHERE parked_at IS NULL))::float8
-         FROM outbox",
-    )
-    .fetch_one(pool)
-    .await?;
-    Ok(to_lag(backlog, parked, age_s))
+    lag_of(pool, i64::MIN).await
 }
 
 /// [`lag`] above a scan floor: every row up to `floor` is gone for good (see
 /// [`ScanFloor`](crate::ScanFloor)), so walking the primary key from there counts the same rows
-/// without reading the pages of rows already published. A sequential scan reads those too: 100-200 ms
-/// per probe after 1M deletes, even vacuumed, as `VACUUM` does not give the pages back.
+/// without reading the pages of rows already published. A sequential scan reads those too:
+/// 100-200 ms per probe after 1M deletes, even vacuumed, as `VACUUM` does not give the pages back.
 pub(crate) async fn lag_above(pool: &PgPool, floor: i64) -> Result<Lag, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query(crate::floor::PIN_PLAN)
         .execute(&mut *tx)
         .await?;
-    let (backlog, parked, age_s): (i64, i64, Option<f64>) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE parked_at IS NULL),
-                count(*) FILTER (WHERE parked_at IS NOT NULL),
-                EXTRACT(EPOCH FROM clock_timestamp()
-                    - min(created_at) FILTER (WHERE parked_at IS NULL))::float8
-         FROM outbox
-         WHERE id > $1",
-    )
-    .bind(floor)
-    .fetch_one(&mut *tx)
-    .await?;
+    let lag = lag_of(&mut *tx, floor).await?;
     tx.commit().await?;
-    Ok(to_lag(backlog, parked, age_s))
+    Ok(lag)
 }
 
-/// The lag from the probe's counts.
-fn to_lag(backlog: i64, parked: i64, age_s: Option<f64>) -> Lag {
-    Lag {
+/// Runs [`LAG`] for the rows above `floor`.
+async fn lag_of(db: impl sqlx::PgExecutor<'_>, floor: i64) -> Result<Lag, sqlx::Error> {
+    let (backlog, parked, age_s): (i64, i64, Option<f64>) =
+        sqlx::query_as(LAG).bind(floor).fetch_one(db).await?;
+    Ok(Lag {
         backlog: u64::try_from(backlog).unwrap_or(0),
         parked: u64::try_from(parked).unwrap_or(0),
         oldest_unpublished_age: age_s.and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok()),
-    }
+    })
 }
