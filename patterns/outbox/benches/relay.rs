@@ -76,7 +76,14 @@ fn producer_config(kafka: &TestKafka) -> ClientConfig {
 
 /// Commits BATCH rows in one transaction; `round` keeps sequences unique across iterations.
 async fn fill(w: &World, round: i64) -> anyhow::Result<()> {
-    let per_aggregate = i64::try_from(BATCH / AGGREGATES)?;
+    insert_burst(w.pg.pool(), BATCH, round).await
+}
+
+/// Commits `rows` events over AGGREGATES aggregates in one transaction, bypassing the writer.
+/// Burst number `round` of equal bursts: each aggregate's sequences continue where the previous
+/// burst's ended.
+async fn insert_burst(pool: &sqlx::PgPool, rows: u64, round: i64) -> anyhow::Result<()> {
+    let per_aggregate = i64::try_from(rows / AGGREGATES)?;
     sqlx::query(
         "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, sequence, event_type, payload)
          SELECT gen_random_uuid(), 'order', 'agg-' || (g % $2), $3 * $4 + g / $2 + 1, 'OrderPlaced',
@@ -84,11 +91,11 @@ async fn fill(w: &World, round: i64) -> anyhow::Result<()> {
          FROM generate_series(0, $1 - 1) AS g
          ORDER BY g",
     )
-    .bind(i64::try_from(BATCH)?)
+    .bind(i64::try_from(rows)?)
     .bind(i64::try_from(AGGREGATES)?)
     .bind(round)
     .bind(per_aggregate)
-    .execute(w.pg.pool())
+    .execute(pool)
     .await?;
     Ok(())
 }
@@ -302,8 +309,9 @@ async fn latency(w: &World, wake: WakeMode, count: usize) -> anyhow::Result<(Dur
     Ok((q(0.5), q(0.99)))
 }
 
-/// Rows deleted without a vacuum before the claim benchmark.
-const DEAD_ROWS: i64 = 1_000_000;
+/// Rows deleted without a vacuum before the claim benchmark, in bursts of DEAD_BURST.
+const DEAD_ROWS: u64 = 1_000_000;
+const DEAD_BURST: u64 = 100_000;
 /// Rows per claim in the claim benchmark (the relay's default batch).
 const CLAIM_ROWS: usize = 5000;
 
@@ -319,34 +327,15 @@ fn claim_after_deletes(c: &mut Criterion, rt: &Runtime) -> anyhow::Result<()> {
         sqlx::query("ALTER TABLE outbox SET (autovacuum_enabled = false)")
             .execute(pool)
             .await?;
-        // Published rows: inserted, then deleted, in rounds of 100k (one transaction each).
-        for round in 0..DEAD_ROWS / 100_000 {
-            sqlx::query(
-                "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, sequence, event_type,
-                                     payload)
-                 SELECT gen_random_uuid(), 'order', 'agg-' || (g % 500), $1 + g / 500 + 1,
-                        'OrderPlaced', json_build_object('n', g, 'note', repeat('x', 200))
-                 FROM generate_series(0, 99999) AS g
-                 ORDER BY g",
-            )
-            .bind(round * 200)
-            .execute(pool)
-            .await?;
+        // Published rows: inserted, then deleted, a burst at a time (one transaction each).
+        for round in 0..DEAD_ROWS / DEAD_BURST {
+            insert_burst(pool, DEAD_BURST, i64::try_from(round)?).await?;
             sqlx::query("DELETE FROM outbox").execute(pool).await?;
         }
-        // The backlog: CLAIM_ROWS rows over 500 aggregates, continuing their sequences.
-        sqlx::query(
-            "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, sequence, event_type,
-                                 payload)
-             SELECT gen_random_uuid(), 'order', 'agg-' || (g % 500), $1 + g / 500 + 1,
-                    'OrderPlaced', json_build_object('n', g, 'note', repeat('x', 200))
-             FROM generate_series(0, $2 - 1) AS g
-             ORDER BY g",
-        )
-        .bind(DEAD_ROWS / 500)
-        .bind(i64::try_from(CLAIM_ROWS)?)
-        .execute(pool)
-        .await?;
+        // The backlog: CLAIM_ROWS rows, each aggregate's sequences continuing after the deleted
+        // ones (as burst number DEAD_ROWS / CLAIM_ROWS of CLAIM_ROWS rows).
+        let claim_rows = u64::try_from(CLAIM_ROWS)?;
+        insert_burst(pool, claim_rows, i64::try_from(DEAD_ROWS / claim_rows)?).await?;
         // Two claims move the floor: the first takes a candidate, the second settles it.
         for _ in 0..2 {
             outbox::claim_from(pool, limit, &mut floor)

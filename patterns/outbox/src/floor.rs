@@ -7,7 +7,7 @@
 //! deletes without a vacuum, against 1.0 ms on a fresh table. Once Postgres has marked the
 //! entries dead (the first scan after the deleting transaction ends does), walking them is
 //! cheaper but not free: in the benchmark, a whole 5,000-row claim after 1M deletes took
-//! 10.3-12.5 ms from the start against 8.2-10.2 ms from the floor (three runs). The cost grows
+//! 10.3-14.2 ms from the start against 8.2-10.2 ms from the floor (five runs). The cost grows
 //! with every row deleted, and a relay at 150k events/s deletes 9M rows between two autovacuum
 //! visits (its naptime is a minute).
 //!

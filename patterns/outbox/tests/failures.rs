@@ -434,8 +434,7 @@ async fn a_claim_whose_row_vanished_deletes_nothing() -> anyhow::Result<()> {
     sqlx::query("DELETE FROM outbox WHERE aggregate_id = 'a' AND sequence = 2")
         .execute(env.pool())
         .await?;
-    let acked = vec![outbox::Outcome::Acked; batch.rows().len()];
-    let plan = outbox::settle(batch.rows(), &acked);
+    let plan = common::all_acked(&batch);
     assert_mismatch(batch.complete(&plan).await);
     assert_eq!(
         env.outbox_rows().await?,
@@ -454,10 +453,7 @@ async fn a_settlement_naming_a_row_outside_the_claim_deletes_nothing() -> anyhow
     let first = outbox::claim(env.pool(), common::n(2)).await?;
     let second = outbox::claim(env.pool(), common::n(100)).await?;
     assert_eq!(second.rows().len(), 2);
-    let mut plan = outbox::settle(
-        first.rows(),
-        &vec![outbox::Outcome::Acked; first.rows().len()],
-    );
+    let mut plan = common::all_acked(&first);
     plan.delete.push(second.rows()[0].id);
     assert_mismatch(first.complete(&plan).await);
     second.release().await?;

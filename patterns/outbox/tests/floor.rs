@@ -15,18 +15,9 @@ use common::n;
 use outbox::{Claim, NewEvent, Outcome, ScanFloor, claim_from, enqueue, retry_parked, settle};
 use tokio_util::sync::CancellationToken;
 
-/// `(aggregate id, sequence)` of every row a claim holds, in claim order.
-fn taken(claim: &Claim) -> Vec<(String, i64)> {
-    claim
-        .rows()
-        .iter()
-        .map(|r| (r.aggregate_id.clone(), r.sequence))
-        .collect()
-}
-
 /// Publishes (deletes) every row of `claim`.
 async fn ack_all(claim: Claim) -> anyhow::Result<()> {
-    let plan = settle(claim.rows(), &vec![Outcome::Acked; claim.rows().len()]);
+    let plan = common::all_acked(&claim);
     claim.complete(&plan).await?;
     Ok(())
 }
@@ -45,22 +36,26 @@ async fn round(
 ) -> anyhow::Result<Vec<(String, i64)>> {
     env.write(aggregate, rows).await?;
     let claim = claim_from(env.pool(), n(100), floor).await?;
-    let took = taken(&claim);
+    let took = common::taken(&claim)
+        .into_iter()
+        .map(|(aggregate, sequence)| (aggregate.to_owned(), sequence))
+        .collect();
     ack_all(claim).await?;
     Ok(took)
 }
 
-/// Like [`round`], with five events of five aggregates of their own. Returns how many were
-/// claimed.
+/// Like [`round`], with five events of five aggregates of their own, claimed through
+/// `relay_pool`. Returns how many were claimed.
 async fn spread_round(
     env: &common::Env,
+    relay_pool: &sqlx::PgPool,
     floor: &mut ScanFloor,
     round: usize,
 ) -> anyhow::Result<usize> {
     for i in 0..5 {
         env.write(&format!("r{round}-{i}"), 1).await?;
     }
-    let claim = claim_from(env.pool(), n(100), floor).await?;
+    let claim = claim_from(relay_pool, n(100), floor).await?;
     let claimed = claim.rows().len();
     ack_all(claim).await?;
     Ok(claimed)
@@ -195,11 +190,11 @@ async fn a_sequence_that_caches_ids_keeps_the_floor_at_the_start() -> anyhow::Re
     let mut floor = ScanFloor::default();
     let mut claimed = 0;
     for r in 0..3 {
-        claimed += spread_round(&env, &mut floor, r).await?;
+        claimed += spread_round(&env, env.pool(), &mut floor, r).await?;
         // A candidate taken in the round above (if any) would settle in the next one.
         every_older_transaction_finished(env.pool()).await?;
     }
-    claimed += spread_round(&env, &mut floor, 3).await?;
+    claimed += spread_round(&env, env.pool(), &mut floor, 3).await?;
     assert_eq!(claimed, 20, "every row is still claimed");
     assert_eq!(floor.get(), 0, "the floor moved on a caching sequence");
     Ok(())
@@ -279,12 +274,7 @@ async fn a_role_that_may_not_read_the_id_sequence_claims_from_the_start() -> any
     let rounds = async {
         let mut claimed = 0;
         for r in 0..3 {
-            for i in 0..5 {
-                env.write(&format!("r{r}-{i}"), 1).await?;
-            }
-            let claim = claim_from(&relay_pool, n(100), &mut floor).await?;
-            claimed += claim.rows().len();
-            ack_all(claim).await?;
+            claimed += spread_round(&env, &relay_pool, &mut floor, r).await?;
             every_older_transaction_finished(env.pool()).await?;
         }
         anyhow::Ok(claimed)

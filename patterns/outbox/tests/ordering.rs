@@ -5,18 +5,9 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::n;
-use outbox::{Claim, NewEvent, Outcome, claim, enqueue, settle};
+use common::{n, taken};
+use outbox::{NewEvent, Outcome, claim, enqueue, settle};
 use tokio_util::sync::CancellationToken;
-
-/// `(aggregate id, sequence)` of every row a claim holds, in claim order.
-fn taken(claim: &Claim) -> Vec<(&str, i64)> {
-    claim
-        .rows()
-        .iter()
-        .map(|r| (r.aggregate_id.as_str(), r.sequence))
-        .collect()
-}
 
 #[tokio::test]
 async fn a_second_claim_skips_every_aggregate_the_first_one_holds() -> anyhow::Result<()> {

@@ -10,7 +10,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use event_envelope::Envelope;
 use harness::{TestDatabase, TestKafka};
-use outbox::{NewEvent, Relay, RelayBuilder, SequenceAudit, TopicRoute, enqueue};
+use outbox::{
+    Claim, NewEvent, Outcome, Relay, RelayBuilder, SequenceAudit, Settlement, TopicRoute, enqueue,
+    settle,
+};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
@@ -19,6 +22,20 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 /// `v` as a batch size or claim limit.
 pub fn n(v: usize) -> NonZeroUsize {
     NonZeroUsize::new(v).expect("non-zero")
+}
+
+/// `(aggregate id, sequence)` of every row a claim holds, in claim order.
+pub fn taken(claim: &Claim) -> Vec<(&str, i64)> {
+    claim
+        .rows()
+        .iter()
+        .map(|r| (r.aggregate_id.as_str(), r.sequence))
+        .collect()
+}
+
+/// The settlement of a claim whose every row Kafka acknowledged: delete them all.
+pub fn all_acked(claim: &Claim) -> Settlement {
+    settle(claim.rows(), &vec![Outcome::Acked; claim.rows().len()])
 }
 
 /// Partitions of every test topic: more than one, so keying by aggregate matters.
