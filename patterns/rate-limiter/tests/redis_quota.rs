@@ -107,8 +107,9 @@ async fn idle_keys_expire_from_redis() {
         .query_async(&mut conn)
         .await
         .expect("PTTL");
-    assert!((1..=100).contains(&ttl), "TTL {ttl} ms");
-    harness::eventually(Duration::from_secs(2), || {
+    // The key lives at most until the end of the second its TAT (now + 20 ms) falls in.
+    assert!((1..=1_020).contains(&ttl), "TTL {ttl} ms");
+    harness::eventually(Duration::from_secs(3), || {
         let mut conn = conn.clone();
         let key = key.clone();
         async move {
@@ -122,4 +123,58 @@ async fn idle_keys_expire_from_redis() {
     })
     .await
     .expect("the key expires once idle");
+}
+
+/// The GCRA script keeps a key's expiry from moving on every decision (`KEEPTTL` while the TAT
+/// stays within one second) but must never let the key expire before its TAT, or an expiry
+/// would forget a debt and admit an extra burst. A burst of 30 with a 100 ms interval pushes
+/// the TAT 3 s ahead one decision at a time, across at least two second boundaries; after every
+/// admitted decision the key must expire no earlier than its TAT and at most a second after
+/// it. Fails if the expiry is kept when the TAT enters a new second, or never set.
+#[tokio::test]
+async fn a_gcra_keys_expiry_follows_its_tat_across_seconds() {
+    let redis = harness::redis().await.expect("redis available");
+    let quota = Quota::new(30, Duration::from_secs(3)).expect("valid quota");
+    let limiter = RedisLimiter::new(
+        redis.connection(),
+        AlgorithmKind::Gcra,
+        quota,
+        redis.prefix(),
+    );
+    let key = format!("{}:{{debtor}}:gcra", redis.prefix());
+    let mut conn = redis.connection();
+    let mut seconds = std::collections::BTreeSet::new();
+    let mut admitted = 0;
+    while limiter
+        .check("debtor")
+        .await
+        .expect("redis answers")
+        .is_allowed()
+    {
+        admitted += 1;
+        let (tat, expires_ms): (u64, i64) = redis::pipe()
+            .cmd("GET")
+            .arg(&key)
+            .cmd("PEXPIRETIME")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("GET and PEXPIRETIME");
+        let expires = u64::try_from(expires_ms).expect("the key has an expiry") * 1_000;
+        assert!(
+            expires >= tat,
+            "decision {admitted}: the key expires at {expires} µs, before its TAT {tat} µs"
+        );
+        assert!(
+            expires <= tat + 1_000_000,
+            "decision {admitted}: the key outlives its TAT {tat} µs until {expires} µs"
+        );
+        seconds.insert(tat / 1_000_000);
+    }
+    assert!(admitted >= 29, "only {admitted} of the burst admitted");
+    assert!(
+        seconds.len() >= 3,
+        "the TAT crossed {} second boundaries",
+        seconds.len() - 1
+    );
 }

@@ -12,9 +12,20 @@
 -- ARGV[1] = "" to use the Redis server clock (TIME), or an explicit now in µs (tests only);
 -- ARGV[2] = interval (µs), ARGV[3] = τ = burst × interval (µs), both validated by Quota.
 -- Every number stays an integer below 2^53 (Quota::MAX_PRODUCT_MICROS), where Lua's doubles
--- are exact. The TAT goes to SET as a number, not through tostring (which keeps only 14
--- digits): redis.call converts number arguments itself, exactly for integers below 2^53
--- (fpconv_dtoa since Redis 7.0, '%.17g' before), with no string.format per decision.
+-- are exact. The TAT goes to SET through string.format('%d'), exact below 2^53 and an integer
+-- print; a number argument would be printed by Redis 7.0 with '%.17g' (glibc's floating-point
+-- printf, a fifth of this script's time in a profile). tostring would keep only 14 digits.
+--
+-- Expiry: a key lives until the end of the second its TAT falls in, E(tat), when its state is
+-- already indistinguishable from no state. The script keeps one invariant for every key it
+-- writes: the key's expiry is at least E(its stored TAT). So when the new TAT falls in the same
+-- second as the stored one, the expiry already covers it and SET keeps it (KEEPTTL); only when
+-- the TAT enters a new second, or the key is new, does SET move it (PXAT E(new TAT)). A hot
+-- key moves its expiry about once a second instead of on every decision, and SET skips the
+-- expiry update and the rewrite of a relative PX into PXAT that Redis does for replication:
+-- together with the integer formatting, a fifth less server time per decision.
+-- (Anything else writing these keys must keep the invariant: a writer that sets a shorter TTL
+-- could let a key expire before its TAT, which admits one extra burst for that key.)
 --
 -- Returns one integer per key, in KEYS order:
 --   new_tat - now   (> 0) when admitted,
@@ -33,14 +44,20 @@ end
 local interval = tonumber(ARGV[2])
 local tau = tonumber(ARGV[3])
 -- One MGET for the whole call; a key listed again continues from its updated TAT (`tats`),
--- and each admitted key is written once, with its last TAT, after the loop.
+-- and each admitted key is written once, with its last TAT, after the loop. `olds` keeps each
+-- key's stored TAT (false when it has none), for the expiry rule above.
 local stored = redis.call('MGET', unpack(KEYS))
 local tats = {}
+local olds = {}
 local replies = {}
 for i = 1, #KEYS do
   local key = KEYS[i]
-  local tat = tats[key] or tonumber(stored[i])
-  if tat == nil or tat < now then
+  local tat = tats[key]
+  if tat == nil then
+    tat = tonumber(stored[i]) or false
+    olds[key] = tat
+  end
+  if not tat or tat < now then
     tat = now
   end
   local new_tat = tat + interval
@@ -52,13 +69,18 @@ for i = 1, #KEYS do
   end
 end
 for key, new_tat in pairs(tats) do
-  -- The key expires when its state would be indistinguishable from no state (ceil to whole
-  -- ms; exact, as the quotient is far from the 2^53 limit). Under a test clock, virtual time
-  -- says nothing about real expiry: keep the key 10 min.
-  local px = 600000
-  if not test_clock then
-    px = math.ceil((new_tat - now) / 1000)
+  local value = string.format('%d', new_tat)
+  if test_clock then
+    -- Virtual time says nothing about real expiry: keep the key 10 min.
+    redis.call('SET', key, value, 'PX', 600000)
+  else
+    local second = math.floor(new_tat / 1000000)
+    local old = olds[key]
+    if old and math.floor(old / 1000000) == second then
+      redis.call('SET', key, value, 'KEEPTTL')
+    else
+      redis.call('SET', key, value, 'PXAT', string.format('%d', (second + 1) * 1000))
+    end
   end
-  redis.call('SET', key, new_tat, 'PX', px)
 end
 return replies
