@@ -2,8 +2,8 @@
 -- KEYS[i] = string holding a key's TAT in µs; the same key may appear several times.
 --
 -- The hot path, so unlike the other scripts this one is standalone (no common.lua: no helper
--- closures created per call) and does the least a decision needs: one TIME per call, then a
--- GET per decision and a SET only when admitting.
+-- closures created per call) and does the least a decision needs: one TIME and one MGET per
+-- call, then a SET per admitted key.
 --
 -- Several decisions per call is how RedisLimiter coalesces concurrent requests (see
 -- src/redis_backend/coalesce.rs): the decisions run in KEYS order, and a key listed twice sees
@@ -14,7 +14,8 @@
 -- Every number stays an integer below 2^53 (Quota::MAX_PRODUCT_MICROS), where Lua's doubles
 -- are exact. The TAT goes to SET through string.format('%d'), exact below 2^53 and an integer
 -- print; a number argument would be printed by Redis 7.0 with '%.17g' (glibc's floating-point
--- printf, a fifth of this script's time in a profile). tostring would keep only 14 digits.
+-- printf, about a sixth of Redis's CPU time in a profile of the benchmark). tostring would keep
+-- only 14 digits.
 --
 -- Expiry: a key lives until the end of the second its TAT falls in, E(tat), when its state is
 -- already indistinguishable from no state. The script keeps one invariant for every key it
@@ -23,7 +24,7 @@
 -- the TAT enters a new second, or the key is new, does SET move it (PXAT E(new TAT)). A hot
 -- key moves its expiry about once a second instead of on every decision, and SET skips the
 -- expiry update and the rewrite of a relative PX into PXAT that Redis does for replication:
--- together with the integer formatting, a fifth less server time per decision.
+-- together with the integer formatting, about a quarter less server time per decision.
 -- (Anything else writing these keys must keep the invariant: a writer that sets a shorter TTL
 -- could let a key expire before its TAT, which admits one extra burst for that key.)
 --
