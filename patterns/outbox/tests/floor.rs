@@ -44,6 +44,26 @@ async fn round(
     Ok(took)
 }
 
+/// Runs rounds of five events of `aggregate` until `floor` reaches `target`, failing after
+/// [`FLOOR_MOVES_WITHIN`]. (Not `harness::eventually`: each attempt needs the floor mutably and
+/// must fail the test on a database error rather than retry it.)
+async fn rounds_until_the_floor_reaches(
+    env: &common::Env,
+    floor: &mut ScanFloor,
+    aggregate: &str,
+    target: i64,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + FLOOR_MOVES_WITHIN;
+    while floor.get() < target {
+        if tokio::time::Instant::now() > deadline {
+            bail!("the floor never reached {target} (still {})", floor.get());
+        }
+        round(env, floor, aggregate, 5).await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 /// Like [`round`], with five events of five aggregates of their own, claimed through
 /// `relay_pool`. Returns how many were claimed.
 async fn spread_round(
@@ -106,14 +126,7 @@ async fn a_row_committed_after_later_rows_were_published_is_still_claimed() -> a
         "the late row is the oldest unpublished row"
     );
     // Once nothing older can commit, the floor moves past everything published.
-    let deadline = tokio::time::Instant::now() + FLOOR_MOVES_WITHIN;
-    while floor.get() <= late_row.id {
-        if tokio::time::Instant::now() > deadline {
-            bail!("the floor never moved (still {})", floor.get());
-        }
-        round(&env, &mut floor, "busy", 5).await?;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    rounds_until_the_floor_reaches(&env, &mut floor, "busy", late_row.id + 1).await?;
     assert_eq!(env.outbox_rows().await?, 0);
     Ok(())
 }
@@ -145,17 +158,7 @@ async fn the_floor_stays_below_a_parked_row_until_it_is_retried() -> anyhow::Res
     let plan = settle(claim.rows(), &outcomes);
     claim.complete(&plan).await?;
     // The floor moves up to the parked row, and no further.
-    let deadline = tokio::time::Instant::now() + FLOOR_MOVES_WITHIN;
-    while floor.get() < parked_id - 1 {
-        if tokio::time::Instant::now() > deadline {
-            bail!(
-                "the floor never reached the parked row (still {})",
-                floor.get()
-            );
-        }
-        round(&env, &mut floor, "after", 5).await?;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    rounds_until_the_floor_reaches(&env, &mut floor, "after", parked_id - 1).await?;
     for _ in 0..3 {
         round(&env, &mut floor, "after", 5).await?;
     }
