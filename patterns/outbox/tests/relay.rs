@@ -143,3 +143,25 @@ async fn shutdown_returns_promptly_after_the_batch_in_hand() -> anyhow::Result<(
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn waiting_for_published_events_returns_once_they_are_deleted() -> anyhow::Result<()> {
+    let env = common::env().await?;
+    let relay = env.relay().build()?.spawn(CancellationToken::new());
+    // Nothing is published yet, so a wait for one event must not return.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), relay.published_reaches(1))
+            .await
+            .is_err(),
+        "returned before anything was published"
+    );
+    env.write("counted", 5).await?;
+    tokio::time::timeout(Duration::from_secs(20), relay.published_reaches(5))
+        .await
+        .map_err(|_| anyhow::anyhow!("5 events not published within 20 s"))?;
+    // Published means acknowledged AND deleted: the claim that got there has committed.
+    assert_eq!(env.outbox_rows().await?, 0);
+    assert!(relay.published() >= 5);
+    relay.shutdown().await?;
+    Ok(())
+}

@@ -6,12 +6,15 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use sqlx::PgPool;
+use tokio::sync::Notify;
 
 /// Shared counters of one relay (all clones of a [`Relay`](crate::Relay) report here).
 #[derive(Debug)]
 pub(crate) struct Metrics {
     /// Rows acknowledged by Kafka AND deleted by a committed claim.
     published: AtomicU64,
+    /// Woken whenever `published` grows, for [`Metrics::published_reaches`].
+    progress: Notify,
     /// Rows parked after a permanent rejection.
     parked: AtomicU64,
     /// Rows that failed transiently (they stay and are retried).
@@ -39,6 +42,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Self {
             published: AtomicU64::new(0),
+            progress: Notify::new(),
             parked: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             database_errors: AtomicU64::new(0),
@@ -64,6 +68,22 @@ impl Metrics {
 
     pub(crate) fn add_published(&self, n: usize) {
         self.published.fetch_add(n as u64, Ordering::Relaxed);
+        self.progress.notify_waiters();
+    }
+
+    /// Returns once `published` is at least `target`.
+    pub(crate) async fn published_reaches(&self, target: u64) {
+        loop {
+            // Registered before the check, so an increment between the check and the await
+            // still wakes this waiter.
+            let progress = self.progress.notified();
+            tokio::pin!(progress);
+            progress.as_mut().enable();
+            if self.published() >= target {
+                return;
+            }
+            progress.await;
+        }
     }
     pub(crate) fn add_parked(&self, n: usize) {
         self.parked.fetch_add(n as u64, Ordering::Relaxed);

@@ -127,6 +127,13 @@ impl Relay {
         self.inner.metrics.published()
     }
 
+    /// Returns once at least `target` events have been published (see
+    /// [`published`](Self::published)), woken by the claim that gets there rather than by
+    /// polling. Wrap it in a timeout: it waits for as long as that takes.
+    pub async fn published_reaches(&self, target: u64) {
+        self.inner.metrics.published_reaches(target).await;
+    }
+
     /// A copy of the insert-to-ack latency histogram (microseconds).
     pub fn latency_histogram(&self) -> Option<Histogram<u64>> {
         self.inner.metrics.latency_histogram()
@@ -360,6 +367,12 @@ impl RelayHandle {
     /// Events published so far; see [`Relay::published`].
     pub fn published(&self) -> u64 {
         self.relay.published()
+    }
+
+    /// Returns once at least `target` events have been published; see
+    /// [`Relay::published_reaches`].
+    pub async fn published_reaches(&self, target: u64) {
+        self.relay.published_reaches(target).await;
     }
 
     /// The relay being run.
