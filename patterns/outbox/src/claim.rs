@@ -57,6 +57,14 @@
 //! aggregates). A batch is the oldest rows, whatever aggregates they belong to: first committed,
 //! first published, and one aggregate with a long backlog can fill a whole batch.
 //!
+//! # Reading the next window ahead
+//! While a full claim's records await their acks, the relay reads the window after its last row
+//! ([`read_ahead`]), and the next claim only locks that window's heads ([`claim_ahead`]). The
+//! argument above holds for such a window too, because it never relied on when the window was
+//! read: [`LOCK_HEADS`] checks each head against the table as it is when locked, after the
+//! previous claim committed. See [`read_ahead`] for what such windows miss and how the relay
+//! makes up for it.
+//!
 //! # Why delete in the claiming transaction
 //! The rows are deleted (or parked) in the same transaction that locked them, only after Kafka
 //! acknowledged them. A crash anywhere before that commit rolls the delete back: the events are
@@ -242,6 +250,62 @@ async fn claim_above(
             break;
         }
     }
+    let (locations, rows) = owned.into_iter().map(|l| (l.ctid, l.row)).unzip();
+    Ok(Claim {
+        tx,
+        rows,
+        locations,
+    })
+}
+
+/// A window read ahead, while the claim before it was still publishing: see [`read_ahead`].
+pub(crate) struct Ahead(Vec<Located>);
+
+/// Reads the window after `current`'s last row, with no locks, while `current`'s records await
+/// their acks: Postgres reads on the core the broker round trip leaves idle, and the next claim
+/// ([`claim_ahead`]) only locks its heads.
+///
+/// Why a window read before `current` commits is still right to lock: [`LOCK_HEADS`] keeps an
+/// aggregate only if the window's first row of it is its head *when locked* (the row one
+/// sequence number earlier is gone), so the rows `current` publishes must be deleted first, and
+/// an aggregate whose earlier row `current` kept (a failed publish) or parked is refused. Each
+/// aggregate's rows in the window are one unbroken run, as in any [`WINDOW`]; `current` owns
+/// whole runs from their heads, all at lower ids. And the rows behind a locked head cannot
+/// have changed since they were read (see the module docs); the delete checks their ids anyway.
+///
+/// What such windows miss: rows below `current`'s last id that `current` did not own, or that
+/// committed late with a lower id. A claim from the floor picks them up; the relay loop makes
+/// every few claims one (`ReadAhead` in the relay). The floor is never moved from a window
+/// read ahead.
+pub(crate) async fn read_ahead(
+    pool: &PgPool,
+    limit: NonZeroUsize,
+    current: &Claim,
+) -> Result<Option<Ahead>, sqlx::Error> {
+    // Only with a connection to spare: waiting for one held by a claim could stall the relay.
+    let Some(mut conn) = pool.try_acquire() else {
+        return Ok(None);
+    };
+    // Rows are in id order.
+    let Some(after) = current.rows.last().map(|row| row.id) else {
+        return Ok(None);
+    };
+    let mut tx = sqlx::Acquire::begin(&mut conn).await?;
+    sqlx::query(PIN_PLAN).execute(&mut *tx).await?;
+    let window = sqlx::query_as::<_, Located>(WINDOW)
+        .bind(i64::try_from(limit.get()).unwrap_or(i64::MAX))
+        .bind(after)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.rollback().await?;
+    Ok((!window.is_empty()).then_some(Ahead(window)))
+}
+
+/// Claims the aggregates of a window read ahead whose heads it can lock (see [`read_ahead`]).
+pub(crate) async fn claim_ahead(pool: &PgPool, ahead: Ahead) -> Result<Claim, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(PIN_PLAN).execute(&mut *tx).await?;
+    let owned = own(&mut tx, ahead.0).await?;
     let (locations, rows) = owned.into_iter().map(|l| (l.ctid, l.row)).unzip();
     Ok(Claim {
         tx,

@@ -55,6 +55,31 @@ pub async fn claim_from(
     crate::claim(pool, limit).await
 }
 
+/// No window is read ahead for a learner's claim (`exercise` builds).
+#[cfg(feature = "exercise")]
+pub(crate) enum Ahead {}
+
+/// A learner's claim reads no window ahead (`exercise` builds).
+#[cfg(feature = "exercise")]
+#[allow(clippy::unused_async)]
+pub(crate) async fn read_ahead(
+    _pool: &sqlx::PgPool,
+    _limit: std::num::NonZeroUsize,
+    _current: &crate::Claim,
+) -> Result<Option<Ahead>, sqlx::Error> {
+    Ok(None)
+}
+
+/// Never called: there is no [`Ahead`] in `exercise` builds.
+#[cfg(feature = "exercise")]
+#[allow(clippy::unused_async)]
+pub(crate) async fn claim_ahead(
+    _pool: &sqlx::PgPool,
+    ahead: Ahead,
+) -> Result<crate::Claim, sqlx::Error> {
+    match ahead {}
+}
+
 /// Index walks only, for the rest of the transaction: the outbox's statistics are almost always
 /// stale (a queue table: empty, then a burst), and with a few rows' estimate the planner reads
 /// the whole table, dead rows included, where walking the primary key from the floor reads only

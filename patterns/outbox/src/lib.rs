@@ -90,6 +90,14 @@ mod writer;
 #[path = "../exercises/src/writer.rs"]
 mod writer;
 
+/// Reading the next window while a claim publishes: the reference claim's. A learner's claim
+/// (`exercise` builds) reads none ahead, so the relay claims each batch on its own.
+mod ahead {
+    #[cfg(not(feature = "exercise"))]
+    pub(crate) use crate::claim::{Ahead, claim_ahead, read_ahead};
+    #[cfg(feature = "exercise")]
+    pub(crate) use crate::floor::{Ahead, claim_ahead, read_ahead};
+}
 mod audit;
 mod error;
 mod orders;

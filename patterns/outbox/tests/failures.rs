@@ -460,3 +460,58 @@ async fn a_settlement_naming_a_row_outside_the_claim_deletes_nothing() -> anyhow
     assert_eq!(env.outbox_rows().await?, 4, "nothing was deleted");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_window_read_ahead_never_passes_a_row_the_claim_before_it_parked() -> anyhow::Result<()> {
+    let env = common::env().await?;
+    let huge = serde_json::json!({ "blob": "x".repeat(1_200_000) });
+    // Claims of two rows: the first holds `big` 1 and the oversized `big` 2, so while it
+    // publishes, the relay reads the next window (`big` 3 and 4) ahead. Those must wait behind
+    // the parked event 2 like any other row of its aggregate.
+    let mut tx = env.pool().begin().await?;
+    for (event, payload) in [
+        ("OrderPlaced", serde_json::json!({})),
+        ("OrderPaid", huge),
+        ("OrderShipped", serde_json::json!({})),
+        ("OrderDelivered", serde_json::json!({})),
+    ] {
+        enqueue(&mut tx, &NewEvent::new("order", "big", event, payload)).await?;
+    }
+    tx.commit().await?;
+    let relay = env
+        .relay()
+        .batch_size(common::n(2))
+        .build()?
+        .spawn(CancellationToken::new());
+    harness::eventually(Duration::from_secs(20), || async {
+        (relay.metrics().parked == 1).then_some(())
+    })
+    .await?;
+    // Other aggregates keep flowing, through windows read ahead as well.
+    env.write("small", 12).await?;
+    let seen = env.read(13, Duration::from_secs(20)).await?;
+    let m = relay.metrics();
+    relay.shutdown().await?;
+
+    assert!(
+        m.read_ahead_claims >= 1,
+        "no claim came from a window read ahead"
+    );
+    let big: Vec<i64> = seen
+        .envelopes
+        .iter()
+        .filter(|e| e.aggregate_id == "big")
+        .map(|e| e.sequence)
+        .collect();
+    assert!(
+        big.iter().all(|&s| s == 1),
+        "`big` published past its parked event 2: {big:?}"
+    );
+    assert_eq!(
+        env.outbox_rows().await?,
+        3,
+        "`big` 2 (parked), 3 and 4 stay in the outbox"
+    );
+    assert_eq!(seen.audit.report().violations, 0);
+    Ok(())
+}

@@ -25,6 +25,8 @@ pub(crate) struct Metrics {
     batches: AtomicU64,
     /// Producers replaced after librdkafka declared them fatally failed.
     producer_renewals: AtomicU64,
+    /// Non-empty claims made from a window read ahead while the claim before was publishing.
+    read_ahead_claims: AtomicU64,
     /// Microseconds spent in each phase of non-empty claims, summed: where a batch's time goes.
     phase_us: [AtomicU64; 3],
     /// Unpublished, unparked rows at the last lag probe.
@@ -48,6 +50,7 @@ impl Default for Metrics {
             database_errors: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             producer_renewals: AtomicU64::new(0),
+            read_ahead_claims: AtomicU64::new(0),
             phase_us: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             backlog: AtomicU64::new(0),
             parked_backlog: AtomicU64::new(0),
@@ -96,6 +99,9 @@ impl Metrics {
     }
     pub(crate) fn add_producer_renewal(&self) {
         self.producer_renewals.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn add_read_ahead_claim(&self) {
+        self.read_ahead_claims.fetch_add(1, Ordering::Relaxed);
     }
     /// Adds the time one non-empty batch spent claiming, publishing and completing.
     pub(crate) fn add_phase_times(&self, claim: Duration, publish: Duration, complete: Duration) {
@@ -147,6 +153,7 @@ impl Metrics {
             database_errors: self.database_errors.load(Ordering::Relaxed),
             batches: self.batches.load(Ordering::Relaxed),
             producer_renewals: self.producer_renewals.load(Ordering::Relaxed),
+            read_ahead_claims: self.read_ahead_claims.load(Ordering::Relaxed),
             phase_times: PhaseTimes {
                 claim: Duration::from_micros(self.phase_us[0].load(Ordering::Relaxed)),
                 publish: Duration::from_micros(self.phase_us[1].load(Ordering::Relaxed)),
@@ -178,6 +185,10 @@ pub struct RelayMetrics {
     /// Kafka producers replaced because librdkafka declared them fatally failed (e.g. fenced
     /// after records timed out during a broker outage).
     pub producer_renewals: u64,
+    /// Non-empty claims made from a window read while the claim before it was still
+    /// publishing (a full batch means more is waiting, so the relay reads the next window
+    /// during the broker round trip).
+    pub read_ahead_claims: u64,
     /// Cumulative time non-empty batches spent in each phase.
     pub phase_times: PhaseTimes,
     /// Unpublished, unparked rows in the outbox at the last lag probe.

@@ -100,6 +100,20 @@ impl std::fmt::Debug for Relay {
     }
 }
 
+/// The window a claim loop read ahead for its next claim, and how many claims in a row came
+/// from such windows.
+#[derive(Default)]
+struct ReadAhead {
+    window: Option<crate::ahead::Ahead>,
+    chained: usize,
+}
+
+impl ReadAhead {
+    /// Claims from windows read ahead before the loop claims from its floor again: only a
+    /// claim from the floor moves the floor forward.
+    const MAX_CHAINED: usize = 4;
+}
+
 /// What one claim achieved.
 struct Step {
     /// Rows claimed (0: the outbox had nothing claimable).
@@ -207,6 +221,7 @@ impl Relay {
         };
         let mut backoff = Backoff::new(inner.backoff.0, inner.backoff.1);
         let mut floor = ScanFloor::default();
+        let mut ahead = ReadAhead::default();
         let mut last_probe: Option<Instant> = None;
         while !shutdown.is_cancelled() {
             // One worker probes the lag; a count(*) per worker would be wasted work.
@@ -214,7 +229,7 @@ impl Relay {
                 self.probe_lag(floor.get()).await;
                 last_probe = Some(Instant::now());
             }
-            let pause = match self.step(&mut floor).await {
+            let pause = match self.step(&mut floor, &mut ahead).await {
                 Ok(step) if step.transient_failure => Some(backoff.next_delay()),
                 Ok(step) => {
                     backoff.reset();
@@ -243,10 +258,27 @@ impl Relay {
     }
 
     /// One claim → publish → settle → commit cycle.
-    async fn step(&self, floor: &mut ScanFloor) -> Result<Step, StepError> {
+    async fn step(&self, floor: &mut ScanFloor, ahead: &mut ReadAhead) -> Result<Step, StepError> {
         let inner = &self.inner;
         let started = Instant::now();
-        let claim = crate::claim_from(&inner.pool, inner.batch_size, floor).await?;
+        let claim = match ahead.window.take() {
+            Some(window) => {
+                ahead.chained += 1;
+                let claim = crate::ahead::claim_ahead(&inner.pool, window).await?;
+                if claim.rows().is_empty() {
+                    claim.release().await?;
+                    ahead.chained = 0;
+                    crate::claim_from(&inner.pool, inner.batch_size, floor).await?
+                } else {
+                    inner.metrics.add_read_ahead_claim();
+                    claim
+                }
+            }
+            None => {
+                ahead.chained = 0;
+                crate::claim_from(&inner.pool, inner.batch_size, floor).await?
+            }
+        };
         let claimed = claim.rows().len();
         if claimed == 0 {
             claim.release().await?;
@@ -257,7 +289,19 @@ impl Relay {
             });
         }
         let claimed_at = Instant::now();
-        let outcomes = inner.publisher.publish(claim.rows(), &inner.metrics).await;
+        let publish = inner.publisher.publish(claim.rows(), &inner.metrics);
+        // A full batch means more is waiting: read the next window while this one's records
+        // await their acks. Every few claims the loop reads from the floor again instead, so
+        // the floor keeps moving (see `ReadAhead`).
+        let (outcomes, next) =
+            if claimed >= inner.batch_size.get() && ahead.chained < ReadAhead::MAX_CHAINED {
+                let read = crate::ahead::read_ahead(&inner.pool, inner.batch_size, &claim);
+                let (outcomes, next) = tokio::join!(publish, read);
+                // A failed read ahead only loses the overlap: the next claim reads normally.
+                (outcomes, next.ok().flatten())
+            } else {
+                (publish.await, None)
+            };
         let published_at = Instant::now();
         let plan = settle(claim.rows(), &outcomes);
         if let Some(hook) = &inner.fail_hook {
@@ -277,6 +321,9 @@ impl Relay {
             published_at - claimed_at,
             published_at.elapsed(),
         );
+        if !plan.transient_failure {
+            ahead.window = next;
+        }
         inner.metrics.add_batch();
         inner.metrics.add_published(plan.delete.len());
         inner.metrics.add_parked(plan.park.len());
