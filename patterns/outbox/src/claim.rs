@@ -205,8 +205,7 @@ async fn claim_above(
     limit: NonZeroUsize,
     mut floor: Option<&mut ScanFloor>,
 ) -> Result<Claim, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(PIN_PLAN).execute(&mut *tx).await?;
+    let mut tx = begin_pinned(pool).await?;
     if let Some(floor) = floor.as_deref_mut()
         && floor.wants_candidate()
     {
@@ -220,15 +219,10 @@ async fn claim_above(
             floor.propose(Candidate { last_id, xid });
         }
     }
-    let window_size = i64::try_from(limit.get()).unwrap_or(i64::MAX);
     let mut after = floor.as_deref().map_or(0, ScanFloor::get);
     let mut owned = Vec::new();
     for window_index in 0..MAX_WINDOWS {
-        let window = sqlx::query_as::<_, Located>(WINDOW)
-            .bind(window_size)
-            .bind(after)
-            .fetch_all(&mut *tx)
-            .await?;
+        let window = read_window(&mut tx, limit, after).await?;
         let (Some(first), Some(last)) = (window.first(), window.last()) else {
             break;
         };
@@ -250,12 +244,29 @@ async fn claim_above(
             break;
         }
     }
-    let (locations, rows) = owned.into_iter().map(|l| (l.ctid, l.row)).unzip();
-    Ok(Claim {
-        tx,
-        rows,
-        locations,
-    })
+    Ok(Claim::owning(tx, owned))
+}
+
+/// Opens a claim's transaction on `conn`, with the plan pinned (see [`PIN_PLAN`]).
+async fn begin_pinned<'c>(
+    conn: impl sqlx::Acquire<'c, Database = Postgres>,
+) -> Result<Transaction<'c, Postgres>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query(PIN_PLAN).execute(&mut *tx).await?;
+    Ok(tx)
+}
+
+/// Runs [`WINDOW`]: the oldest `limit` publishable rows with an id above `after`.
+async fn read_window(
+    tx: &mut Transaction<'_, Postgres>,
+    limit: NonZeroUsize,
+    after: i64,
+) -> Result<Vec<Located>, sqlx::Error> {
+    sqlx::query_as::<_, Located>(WINDOW)
+        .bind(i64::try_from(limit.get()).unwrap_or(i64::MAX))
+        .bind(after)
+        .fetch_all(&mut **tx)
+        .await
 }
 
 /// A window read ahead, while the claim before it was still publishing: see [`read_ahead`].
@@ -290,28 +301,17 @@ pub(crate) async fn read_ahead(
     let Some(after) = current.rows.last().map(|row| row.id) else {
         return Ok(None);
     };
-    let mut tx = sqlx::Acquire::begin(&mut conn).await?;
-    sqlx::query(PIN_PLAN).execute(&mut *tx).await?;
-    let window = sqlx::query_as::<_, Located>(WINDOW)
-        .bind(i64::try_from(limit.get()).unwrap_or(i64::MAX))
-        .bind(after)
-        .fetch_all(&mut *tx)
-        .await?;
+    let mut tx = begin_pinned(&mut conn).await?;
+    let window = read_window(&mut tx, limit, after).await?;
     tx.rollback().await?;
     Ok((!window.is_empty()).then_some(Ahead(window)))
 }
 
 /// Claims the aggregates of a window read ahead whose heads it can lock (see [`read_ahead`]).
 pub(crate) async fn claim_ahead(pool: &PgPool, ahead: Ahead) -> Result<Claim, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(PIN_PLAN).execute(&mut *tx).await?;
+    let mut tx = begin_pinned(pool).await?;
     let owned = own(&mut tx, ahead.0).await?;
-    let (locations, rows) = owned.into_iter().map(|l| (l.ctid, l.row)).unzip();
-    Ok(Claim {
-        tx,
-        rows,
-        locations,
-    })
+    Ok(Claim::owning(tx, owned))
 }
 
 /// Locks the heads of `window`'s aggregates and keeps the rows of the aggregates it owns.
@@ -352,6 +352,16 @@ async fn own(
 }
 
 impl Claim {
+    /// The claim of the `owned` rows, locked by `tx`.
+    fn owning(tx: Transaction<'static, Postgres>, owned: Vec<Located>) -> Self {
+        let (locations, rows) = owned.into_iter().map(|l| (l.ctid, l.row)).unzip();
+        Self {
+            tx,
+            rows,
+            locations,
+        }
+    }
+
     /// The claimed rows, each aggregate's in ascending sequence order.
     pub fn rows(&self) -> &[OutboxRow] {
         &self.rows

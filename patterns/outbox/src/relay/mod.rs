@@ -261,18 +261,21 @@ impl Relay {
     async fn step(&self, floor: &mut ScanFloor, ahead: &mut ReadAhead) -> Result<Step, StepError> {
         let inner = &self.inner;
         let started = Instant::now();
-        let claim = match ahead.window.take() {
-            Some(window) => {
+        let mut from_ahead = None;
+        if let Some(window) = ahead.window.take() {
+            let claim = crate::ahead::claim_ahead(&inner.pool, window).await?;
+            if claim.rows().is_empty() {
+                claim.release().await?;
+            } else {
+                from_ahead = Some(claim);
+            }
+        }
+        // A window read ahead that yields nothing falls back to the floor, like having none.
+        let claim = match from_ahead {
+            Some(claim) => {
                 ahead.chained += 1;
-                let claim = crate::ahead::claim_ahead(&inner.pool, window).await?;
-                if claim.rows().is_empty() {
-                    claim.release().await?;
-                    ahead.chained = 0;
-                    crate::claim_from(&inner.pool, inner.batch_size, floor).await?
-                } else {
-                    inner.metrics.add_read_ahead_claim();
-                    claim
-                }
+                inner.metrics.add_read_ahead_claim();
+                claim
             }
             None => {
                 ahead.chained = 0;
