@@ -75,6 +75,13 @@
 //! by primary key: no index descent per row, a third of the cost. [`Claim::complete`] checks
 //! that exactly the expected ids went, and rolls back otherwise.
 //!
+//! # Deleting while the records await their acks
+//! The relay does not wait for the acks to start the delete: [`publish_deleting`] deletes every
+//! claimed row behind a savepoint while the batch publishes, and [`Claim::complete`] commits
+//! that delete as it stands when every row was acknowledged (the usual case), or rolls back to
+//! the savepoint and settles row by row when not. Nothing commits before the acks either way,
+//! so a crash in between still rolls every delete back.
+//!
 //! # Pinning the plan
 //! The outbox is a queue table: empty most of the time, then a burst, so its statistics are
 //! almost always stale. With a few rows' estimate the planner reads the whole backlog (a
@@ -139,6 +146,14 @@ const DELETE_AT: &str = "
 WITH gone AS (DELETE FROM outbox WHERE ctid = ANY($1) RETURNING id)
 SELECT coalesce(array_agg(id), '{}') FROM gone";
 
+/// Marks where the provisional delete of [`publish_deleting`] starts.
+const SAVEPOINT: &str = "SAVEPOINT provisional_delete";
+
+/// Undoes the provisional delete, keeping the head locks taken before it: since PostgreSQL 9.3
+/// a row lock taken before a savepoint outlives the rollback of a change made to the row after
+/// it (checked on 15: another session's `FOR UPDATE SKIP LOCKED` still skips the head).
+const UNDO_PROVISIONAL: &str = "ROLLBACK TO SAVEPOINT provisional_delete";
+
 /// How many windows one claim reads at most while it finds every aggregate held by others.
 const MAX_WINDOWS: usize = 4;
 
@@ -154,6 +169,21 @@ pub struct Claim {
     rows: Vec<OutboxRow>,
     /// Where each row of `rows` lives (same index), to delete it without an index lookup.
     locations: Vec<Tid>,
+    /// What [`publish_deleting`] did to the rows inside the transaction.
+    provisional: Provisional,
+}
+
+/// The state of a claim's provisional delete (see [`publish_deleting`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Provisional {
+    /// Not attempted: the transaction holds only the head locks.
+    #[default]
+    None,
+    /// Every claimed row is deleted, exactly those, behind the savepoint.
+    Deleted,
+    /// The attempt failed or deleted other rows than the claimed ones: roll back to the
+    /// savepoint before settling (which fails the claim if the savepoint is not there).
+    Undo,
 }
 
 /// A window row and its location.
@@ -272,9 +302,9 @@ async fn read_window(
 /// A window read ahead, while the claim before it was still publishing: see [`read_ahead`].
 pub(crate) struct Ahead(Vec<Located>);
 
-/// Reads the window after `current`'s last row, with no locks, while `current`'s records await
-/// their acks: Postgres reads on the core the broker round trip leaves idle, and the next claim
-/// ([`claim_ahead`]) only locks its heads.
+/// Reads the window after `after`, the last row of the claim `current` now publishing, with no
+/// locks, while `current`'s records await their acks: Postgres reads on the core the broker
+/// round trip leaves idle, and the next claim ([`claim_ahead`]) only locks its heads.
 ///
 /// Why a window read before `current` commits is still right to lock: [`LOCK_HEADS`] keeps an
 /// aggregate only if the window's first row of it is its head *when locked* (the row one
@@ -291,14 +321,10 @@ pub(crate) struct Ahead(Vec<Located>);
 pub(crate) async fn read_ahead(
     pool: &PgPool,
     limit: NonZeroUsize,
-    current: &Claim,
+    after: i64,
 ) -> Result<Option<Ahead>, sqlx::Error> {
     // Only with a connection to spare: waiting for one held by a claim could stall the relay.
     let Some(mut conn) = pool.try_acquire() else {
-        return Ok(None);
-    };
-    // Rows are in id order.
-    let Some(after) = current.rows.last().map(|row| row.id) else {
         return Ok(None);
     };
     let mut tx = begin_pinned(&mut conn).await?;
@@ -351,6 +377,56 @@ async fn own(
         .collect())
 }
 
+/// Runs `publish` on `claim`'s rows while deleting all of them in the claim's transaction,
+/// behind a savepoint, and returns what `publish` returned.
+///
+/// The delete is provisional: [`Claim::complete`] commits it only if the settlement deletes
+/// every claimed row, and otherwise rolls back to the savepoint and settles row by row. So the
+/// delete's work overlaps the broker round trip instead of following it, and nothing is
+/// committed before the acks. A failed provisional delete costs nothing but the overlap (the
+/// claim settles row by row), unless it broke the transaction, which then fails as any
+/// database error does: rolled back, every row published again later.
+pub(crate) async fn publish_deleting<'a, Fut: Future>(
+    claim: &'a mut Claim,
+    publish: impl FnOnce(&'a [OutboxRow]) -> Fut,
+) -> Fut::Output {
+    let Claim {
+        tx,
+        rows,
+        locations,
+        provisional,
+    } = claim;
+    let rows: &'a [OutboxRow] = rows;
+    let delete = async {
+        *provisional = match delete_provisionally(tx, rows, locations).await {
+            Ok(true) => Provisional::Deleted,
+            Ok(false) => Provisional::Undo,
+            Err(error) => {
+                tracing::debug!(%error, "provisional delete failed; settling row by row");
+                Provisional::Undo
+            }
+        };
+    };
+    let (published, ()) = tokio::join!(publish(rows), delete);
+    published
+}
+
+/// Sets the savepoint and deletes the rows at `locations`; whether exactly `rows` went.
+async fn delete_provisionally(
+    tx: &mut Transaction<'static, Postgres>,
+    rows: &[OutboxRow],
+    locations: &[Tid],
+) -> Result<bool, sqlx::Error> {
+    sqlx::query(SAVEPOINT).execute(&mut **tx).await?;
+    let mut deleted: Vec<i64> = sqlx::query_scalar(DELETE_AT)
+        .bind(locations)
+        .fetch_one(&mut **tx)
+        .await?;
+    deleted.sort_unstable();
+    // `rows` is in id order.
+    Ok(deleted.iter().eq(rows.iter().map(|row| &row.id)))
+}
+
 impl Claim {
     /// The claim of the `owned` rows, locked by `tx`.
     fn owning(tx: Transaction<'static, Postgres>, owned: Vec<Located>) -> Self {
@@ -359,7 +435,18 @@ impl Claim {
             tx,
             rows,
             locations,
+            provisional: Provisional::None,
         }
+    }
+
+    /// Whether `settlement` deletes every claimed row and parks none.
+    fn deletes_every_row(&self, settlement: &Settlement) -> bool {
+        if !settlement.park.is_empty() || settlement.delete.len() != self.rows.len() {
+            return false;
+        }
+        let mut ids = settlement.delete.clone();
+        ids.sort_unstable();
+        ids.iter().eq(self.rows.iter().map(|row| &row.id))
     }
 
     /// The claimed rows, each aggregate's in ascending sequence order.
@@ -370,7 +457,9 @@ impl Claim {
     /// Deletes the published rows, parks the rejected ones and commits, releasing the claim.
     ///
     /// The rows are deleted by location (`ctid`), checked against their ids: if any row is not
-    /// where the claim read it, nothing is deleted and the claim rolls back.
+    /// where the claim read it, nothing is deleted and the claim rolls back. If the relay
+    /// already deleted every row provisionally, while the records awaited their acks, that
+    /// delete is committed when `settlement` deletes them all, and undone first otherwise.
     ///
     /// # Errors
     /// - [`OutboxError::ClaimMismatch`] if `settlement` names a row this claim does not hold,
@@ -381,6 +470,15 @@ impl Claim {
     /// Either way the transaction is rolled back, so the rows are published again later:
     /// duplicates, never loss.
     pub async fn complete(mut self, settlement: &Settlement) -> Result<(), OutboxError> {
+        match self.provisional {
+            Provisional::None => {}
+            Provisional::Deleted if self.deletes_every_row(settlement) => {
+                return Ok(self.tx.commit().await?);
+            }
+            Provisional::Deleted | Provisional::Undo => {
+                sqlx::query(UNDO_PROVISIONAL).execute(&mut *self.tx).await?;
+            }
+        }
         if !settlement.delete.is_empty() {
             self.delete(&settlement.delete).await?;
         }

@@ -90,13 +90,14 @@ mod writer;
 #[path = "../exercises/src/writer.rs"]
 mod writer;
 
-/// Reading the next window while a claim publishes: the reference claim's. A learner's claim
-/// (`exercise` builds) reads none ahead, so the relay claims each batch on its own.
-mod ahead {
+/// What the reference claim does while a batch awaits its acks: read the next window, delete
+/// the batch provisionally. A learner's claim (`exercise` builds) does neither, so the relay
+/// claims, publishes and settles each batch in turn.
+mod overlap {
     #[cfg(not(feature = "exercise"))]
-    pub(crate) use crate::claim::{Ahead, claim_ahead, read_ahead};
+    pub(crate) use crate::claim::{Ahead, claim_ahead, publish_deleting, read_ahead};
     #[cfg(feature = "exercise")]
-    pub(crate) use crate::floor::{Ahead, claim_ahead, read_ahead};
+    pub(crate) use crate::floor::{Ahead, claim_ahead, publish_deleting, read_ahead};
 }
 mod audit;
 mod error;

@@ -209,11 +209,14 @@ pub struct RelayMetrics {
 /// [`RelayMetrics::published`] for a per-event cost, compare them to see what bounds throughput.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PhaseTimes {
-    /// Claim query: lock heads, read their backlog (includes decoding the rows).
+    /// Claim: read the window (includes decoding the rows) and lock its heads; for a window
+    /// read ahead, only the lock.
     pub claim: Duration,
-    /// Encode, produce and wait for every acknowledgement.
+    /// Produce and wait for every acknowledgement, and for what the relay does meanwhile:
+    /// reading the next window ahead, deleting the batch provisionally.
     pub publish: Duration,
-    /// Delete/park statements and the commit.
+    /// The commit, after undoing the provisional delete and deleting and parking row by row
+    /// when not every row was acknowledged.
     pub complete: Duration,
 }
 

@@ -104,7 +104,7 @@ impl std::fmt::Debug for Relay {
 /// from such windows.
 #[derive(Default)]
 struct ReadAhead {
-    window: Option<crate::ahead::Ahead>,
+    window: Option<crate::overlap::Ahead>,
     chained: usize,
 }
 
@@ -263,7 +263,7 @@ impl Relay {
         let started = Instant::now();
         let mut from_ahead = None;
         if let Some(window) = ahead.window.take() {
-            let claim = crate::ahead::claim_ahead(&inner.pool, window).await?;
+            let claim = crate::overlap::claim_ahead(&inner.pool, window).await?;
             if claim.rows().is_empty() {
                 claim.release().await?;
             } else {
@@ -271,7 +271,7 @@ impl Relay {
             }
         }
         // A window read ahead that yields nothing falls back to the floor, like having none.
-        let claim = match from_ahead {
+        let mut claim = match from_ahead {
             Some(claim) => {
                 ahead.chained += 1;
                 inner.metrics.add_read_ahead_claim();
@@ -292,19 +292,27 @@ impl Relay {
             });
         }
         let claimed_at = Instant::now();
-        let publish = inner.publisher.publish(claim.rows(), &inner.metrics);
         // A full batch means more is waiting: read the next window while this one's records
         // await their acks. Every few claims the loop reads from the floor again instead, so
         // the floor keeps moving (see `ReadAhead`).
-        let (outcomes, next) =
-            if claimed >= inner.batch_size.get() && ahead.chained < ReadAhead::MAX_CHAINED {
-                let read = crate::ahead::read_ahead(&inner.pool, inner.batch_size, &claim);
-                let (outcomes, next) = tokio::join!(publish, read);
-                // A failed read ahead only loses the overlap: the next claim reads normally.
-                (outcomes, next.ok().flatten())
-            } else {
-                (publish.await, None)
-            };
+        let read_next = claim.rows().last().filter(|_| {
+            claimed >= inner.batch_size.get() && ahead.chained < ReadAhead::MAX_CHAINED
+        });
+        let read_next = read_next
+            .map(|last| crate::overlap::read_ahead(&inner.pool, inner.batch_size, last.id));
+        // Meanwhile the claim deletes its rows provisionally, on its own connection.
+        let (outcomes, next) = crate::overlap::publish_deleting(&mut claim, |rows| async {
+            let publish = inner.publisher.publish(rows, &inner.metrics);
+            match read_next {
+                Some(read) => {
+                    let (outcomes, next) = tokio::join!(publish, read);
+                    // A failed read ahead only loses the overlap: the next claim reads normally.
+                    (outcomes, next.ok().flatten())
+                }
+                None => (publish.await, None),
+            }
+        })
+        .await;
         let published_at = Instant::now();
         let plan = settle(claim.rows(), &outcomes);
         if let Some(hook) = &inner.fail_hook {
