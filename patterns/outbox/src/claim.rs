@@ -66,10 +66,10 @@
 //! makes up for it.
 //!
 //! # Why delete in the claiming transaction
-//! The rows are deleted (or parked) in the same transaction that locked them, only after Kafka
-//! acknowledged them. A crash anywhere before that commit rolls the delete back: the events are
-//! published again by the next claim (a duplicate, never a loss), and again from the head, so the
-//! replay is in order.
+//! The rows are deleted (or parked) in the same transaction that locked them, which commits
+//! only after Kafka acknowledged them. A crash anywhere before that commit rolls the delete
+//! back: the events are published again by the next claim (a duplicate, never a loss), and again
+//! from the head, so the replay is in order.
 //!
 //! The delete finds the rows by the location (`ctid`, see [`Tid`]) the window read them at, not
 //! by primary key: no index descent per row, a third of the cost. [`Claim::complete`] checks

@@ -2,8 +2,9 @@
 //!
 //! One loop per relay process; run several processes for availability. Each iteration is one
 //! claim transaction: [`claim`](crate::claim) locks whole aggregates, the
-//! publisher sends their rows and awaits every acknowledgement, [`settle`](crate::settle) decides
-//! per row, and the claim commits the deletes. Between iterations the relay sleeps until a
+//! publisher sends their rows and awaits every acknowledgement (meanwhile the claim deletes them
+//! provisionally and reads the next window), [`settle`](crate::settle) decides per row, and the
+//! claim commits the deletes. Between iterations the relay sleeps until a
 //! `NOTIFY`, the poll interval or shutdown, or backs off after a failure.
 
 pub(crate) mod backoff;
