@@ -174,10 +174,9 @@ pub struct Claim {
 }
 
 /// The state of a claim's provisional delete (see [`publish_deleting`]).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Provisional {
     /// Not attempted: the transaction holds only the head locks.
-    #[default]
     None,
     /// Every claimed row is deleted, exactly those, behind the savepoint.
     Deleted,
@@ -418,13 +417,22 @@ async fn delete_provisionally(
     locations: &[Tid],
 ) -> Result<bool, sqlx::Error> {
     sqlx::query(SAVEPOINT).execute(&mut **tx).await?;
+    let deleted = delete_at(tx, locations).await?;
+    // `rows` is in id order.
+    Ok(deleted.iter().eq(rows.iter().map(|row| &row.id)))
+}
+
+/// Runs [`DELETE_AT`] on `locations` and returns the ids it deleted, in ascending order.
+async fn delete_at(
+    tx: &mut Transaction<'static, Postgres>,
+    locations: &[Tid],
+) -> Result<Vec<i64>, sqlx::Error> {
     let mut deleted: Vec<i64> = sqlx::query_scalar(DELETE_AT)
         .bind(locations)
         .fetch_one(&mut **tx)
         .await?;
     deleted.sort_unstable();
-    // `rows` is in id order.
-    Ok(deleted.iter().eq(rows.iter().map(|row| &row.id)))
+    Ok(deleted)
 }
 
 impl Claim {
@@ -521,11 +529,7 @@ impl Claim {
                     })
             })
             .collect::<Result<Vec<Tid>, _>>()?;
-        let mut deleted: Vec<i64> = sqlx::query_scalar(DELETE_AT)
-            .bind(&locations)
-            .fetch_one(&mut *self.tx)
-            .await?;
-        deleted.sort_unstable();
+        let deleted = delete_at(&mut self.tx, &locations).await?;
         if deleted != expected {
             return Err(OutboxError::ClaimMismatch(format!(
                 "{} rows were not at their claimed location",
