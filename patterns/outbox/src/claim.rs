@@ -22,7 +22,8 @@
 //! 2. [`LOCK_HEADS`] takes each aggregate's first row of that window and locks it with
 //!    `FOR UPDATE SKIP LOCKED`, keeping it only if the row one sequence number before it is
 //!    gone (one index probe per *aggregate*, not per row). The claim keeps the window's rows of
-//!    the aggregates whose head it locked, and forgets the rest.
+//!    the aggregates whose head it locked, and forgets the rest. While Postgres runs it, the
+//!    client builds each window row's record headers, so the first send need not wait for them.
 //!
 //! Why looking up one earlier sequence number is enough: an aggregate's rows in the outbox are
 //! always one unbroken run of sequence numbers. Writers allocate them without gaps (the
@@ -93,6 +94,7 @@
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 
+use rdkafka::message::OwnedHeaders;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::floor::{Candidate, PIN_PLAN, ScanFloor, WindowView};
@@ -169,6 +171,8 @@ pub struct Claim {
     rows: Vec<OutboxRow>,
     /// Where each row of `rows` lives (same index), to delete it without an index lookup.
     locations: Vec<Tid>,
+    /// Each row's record headers (same index), built while Postgres locked the heads.
+    headers: Vec<OwnedHeaders>,
     /// What [`publish_deleting`] did to the rows inside the transaction.
     provisional: Provisional,
 }
@@ -249,7 +253,7 @@ async fn claim_above(
         }
     }
     let mut after = floor.as_deref().map_or(0, ScanFloor::get);
-    let mut owned = Vec::new();
+    let mut owned = Owned::none();
     for window_index in 0..MAX_WINDOWS {
         let window = read_window(&mut tx, limit, after).await?;
         let (Some(first), Some(last)) = (window.first(), window.last()) else {
@@ -269,7 +273,7 @@ async fn claim_above(
         after = last.row.id;
         let full = window.len() == limit.get();
         owned = own(&mut tx, window).await?;
-        if !owned.is_empty() || !full {
+        if !owned.window.is_empty() || !full {
             break;
         }
     }
@@ -343,7 +347,7 @@ pub(crate) async fn claim_ahead(pool: &PgPool, ahead: Ahead) -> Result<Claim, sq
 async fn own(
     tx: &mut Transaction<'static, Postgres>,
     window: Vec<Located>,
-) -> Result<Vec<Located>, sqlx::Error> {
+) -> Result<Owned, sqlx::Error> {
     // The first row of each aggregate in the window: its head, if nothing earlier remains.
     let mut heads: HashMap<(&str, &str), i64> = HashMap::new();
     for located in &window {
@@ -352,14 +356,17 @@ async fn own(
             .or_insert(located.row.id);
     }
     let candidates: Vec<i64> = heads.values().copied().collect();
-    let owned: HashSet<i64> = sqlx::query_scalar(LOCK_HEADS)
+    // The client has nothing else to do while Postgres locks the heads: build every row's
+    // record headers meanwhile (`join!` polls the lock first, which sends the statement), so
+    // the batch's first send does not wait for them. Rows of aggregates not won lose theirs.
+    let lock = sqlx::query_scalar(LOCK_HEADS)
         .bind(&candidates)
-        .fetch_all(&mut **tx)
-        .await?
-        .into_iter()
-        .collect();
+        .fetch_all(&mut **tx);
+    let build = async { window.iter().map(|l| l.row.record_headers()).collect() };
+    let (owned, headers): (Result<Vec<i64>, _>, Vec<OwnedHeaders>) = tokio::join!(lock, build);
+    let owned: HashSet<i64> = owned?.into_iter().collect();
     if owned.len() == candidates.len() {
-        return Ok(window);
+        return Ok(Owned { window, headers });
     }
     let mine: Vec<bool> = window
         .iter()
@@ -369,11 +376,31 @@ async fn own(
                 .is_some_and(|head| owned.contains(head))
         })
         .collect();
-    Ok(window
+    let (window, headers) = window
         .into_iter()
+        .zip(headers)
         .zip(mine)
-        .filter_map(|(located, mine)| mine.then_some(located))
-        .collect())
+        .filter_map(|(pair, mine)| mine.then_some(pair))
+        .unzip();
+    Ok(Owned { window, headers })
+}
+
+/// The rows of a window whose aggregates a claim owns, each with its record headers.
+struct Owned {
+    /// The owned rows, in id order.
+    window: Vec<Located>,
+    /// Their record headers (same index).
+    headers: Vec<OwnedHeaders>,
+}
+
+impl Owned {
+    /// Owns nothing.
+    fn none() -> Self {
+        Self {
+            window: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
 }
 
 /// Runs `publish` on `claim`'s rows while deleting all of them in the claim's transaction,
@@ -387,15 +414,17 @@ async fn own(
 /// database error does: rolled back, every row published again later.
 pub(crate) async fn publish_deleting<'a, Fut: Future>(
     claim: &'a mut Claim,
-    publish: impl FnOnce(&'a [OutboxRow]) -> Fut,
+    publish: impl FnOnce(&'a [OutboxRow], Vec<OwnedHeaders>) -> Fut,
 ) -> Fut::Output {
     let Claim {
         tx,
         rows,
         locations,
+        headers,
         provisional,
     } = claim;
     let rows: &'a [OutboxRow] = rows;
+    let headers = std::mem::take(headers);
     let delete = async {
         *provisional = match delete_provisionally(tx, rows, locations).await {
             Ok(true) => Provisional::Deleted,
@@ -406,7 +435,7 @@ pub(crate) async fn publish_deleting<'a, Fut: Future>(
             }
         };
     };
-    let (published, ()) = tokio::join!(publish(rows), delete);
+    let (published, ()) = tokio::join!(publish(rows, headers), delete);
     published
 }
 
@@ -437,12 +466,13 @@ async fn delete_at(
 
 impl Claim {
     /// The claim of the `owned` rows, locked by `tx`.
-    fn owning(tx: Transaction<'static, Postgres>, owned: Vec<Located>) -> Self {
-        let (locations, rows) = owned.into_iter().map(|l| (l.ctid, l.row)).unzip();
+    fn owning(tx: Transaction<'static, Postgres>, owned: Owned) -> Self {
+        let (locations, rows) = owned.window.into_iter().map(|l| (l.ctid, l.row)).unzip();
         Self {
             tx,
             rows,
             locations,
+            headers: owned.headers,
             provisional: Provisional::None,
         }
     }

@@ -75,9 +75,10 @@ pub(crate) async fn read_ahead(
 #[cfg(feature = "exercise")]
 pub(crate) async fn publish_deleting<'a, Fut: Future>(
     claim: &'a mut crate::Claim,
-    publish: impl FnOnce(&'a [crate::OutboxRow]) -> Fut,
+    publish: impl FnOnce(&'a [crate::OutboxRow], Vec<rdkafka::message::OwnedHeaders>) -> Fut,
 ) -> Fut::Output {
-    publish(claim.rows()).await
+    // No headers built ahead: the publisher builds them.
+    publish(claim.rows(), Vec::new()).await
 }
 
 /// Never called: there is no [`Ahead`] in `exercise` builds.

@@ -209,8 +209,9 @@ pub struct RelayMetrics {
 /// [`RelayMetrics::published`] for a per-event cost, compare them to see what bounds throughput.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PhaseTimes {
-    /// Claim: read the window (includes decoding the rows) and lock its heads; for a window
-    /// read ahead, only the lock.
+    /// Claim: read the window (includes decoding the rows) and lock its heads, building the
+    /// rows' record headers during the lock; for a window read ahead, only the lock and the
+    /// headers.
     pub claim: Duration,
     /// Produce and wait for every acknowledgement, and for what the relay does meanwhile:
     /// reading the next window ahead, deleting the batch provisionally.

@@ -302,18 +302,19 @@ impl Relay {
         let read_next = read_next
             .map(|last| crate::overlap::read_ahead(&inner.pool, inner.batch_size, last.id));
         // Meanwhile the claim deletes its rows provisionally, on its own connection.
-        let (outcomes, next) = crate::overlap::publish_deleting(&mut claim, |rows| async {
-            let publish = inner.publisher.publish(rows, &inner.metrics);
-            match read_next {
-                Some(read) => {
-                    let (outcomes, next) = tokio::join!(publish, read);
-                    // A failed read ahead only loses the overlap: the next claim reads normally.
-                    (outcomes, next.ok().flatten())
+        let (outcomes, next) =
+            crate::overlap::publish_deleting(&mut claim, |rows, headers| async {
+                let publish = inner.publisher.publish(rows, headers, &inner.metrics);
+                match read_next {
+                    Some(read) => {
+                        let (outcomes, next) = tokio::join!(publish, read);
+                        // A failed read ahead only loses the overlap: the next claim reads normally.
+                        (outcomes, next.ok().flatten())
+                    }
+                    None => (publish.await, None),
                 }
-                None => (publish.await, None),
-            }
-        })
-        .await;
+            })
+            .await;
         let published_at = Instant::now();
         let plan = settle(claim.rows(), &outcomes);
         if let Some(hook) = &inner.fail_hook {
