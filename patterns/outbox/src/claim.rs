@@ -253,7 +253,7 @@ async fn claim_above(
         }
     }
     let mut after = floor.as_deref().map_or(0, ScanFloor::get);
-    let mut owned = Owned::none();
+    let mut owned = Owned::default();
     for window_index in 0..MAX_WINDOWS {
         let window = read_window(&mut tx, limit, after).await?;
         let (Some(first), Some(last)) = (window.first(), window.last()) else {
@@ -305,8 +305,8 @@ async fn read_window(
 /// A window read ahead, while the claim before it was still publishing: see [`read_ahead`].
 pub(crate) struct Ahead(Vec<Located>);
 
-/// Reads the window after `after`, the last row of the claim `current` now publishing, with no
-/// locks, while `current`'s records await their acks: Postgres reads on the core the broker
+/// Reads the window after `after`, the last row id of the claim now publishing (`current`
+/// below), with no locks, while `current`'s records await their acks: Postgres reads on the core the broker
 /// round trip leaves idle, and the next claim ([`claim_ahead`]) only locks its heads.
 ///
 /// Why a window read before `current` commits is still right to lock: [`LOCK_HEADS`] keeps an
@@ -386,21 +386,12 @@ async fn own(
 }
 
 /// The rows of a window whose aggregates a claim owns, each with its record headers.
+#[derive(Default)]
 struct Owned {
     /// The owned rows, in id order.
     window: Vec<Located>,
     /// Their record headers (same index).
     headers: Vec<OwnedHeaders>,
-}
-
-impl Owned {
-    /// Owns nothing.
-    fn none() -> Self {
-        Self {
-            window: Vec::new(),
-            headers: Vec::new(),
-        }
-    }
 }
 
 /// Runs `publish` on `claim`'s rows while deleting all of them in the claim's transaction,
