@@ -306,8 +306,9 @@ async fn read_window(
 pub(crate) struct Ahead(Vec<Located>);
 
 /// Reads the window after `after`, the last row id of the claim now publishing (`current`
-/// below), with no locks, while `current`'s records await their acks: Postgres reads on the core the broker
-/// round trip leaves idle, and the next claim ([`claim_ahead`]) only locks its heads.
+/// below), with no locks, while `current`'s records await their acks: Postgres reads on the
+/// core the broker round trip leaves idle, and the next claim ([`claim_ahead`]) only locks its
+/// heads.
 ///
 /// Why a window read before `current` commits is still right to lock: [`LOCK_HEADS`] keeps an
 /// aggregate only if the window's first row of it is its head *when locked* (the row one

@@ -308,7 +308,8 @@ impl Relay {
                 match read_next {
                     Some(read) => {
                         let (outcomes, next) = tokio::join!(publish, read);
-                        // A failed read ahead only loses the overlap: the next claim reads normally.
+                        // A failed read ahead only loses the overlap: the next claim reads
+                        // normally.
                         (outcomes, next.ok().flatten())
                     }
                     None => (publish.await, None),
