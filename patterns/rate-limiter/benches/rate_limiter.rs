@@ -4,7 +4,8 @@
 //! 2. the keyed limiter, 2 threads on distinct keys vs 1 thread and vs one global mutex
 //!    (scaling, not serialising);
 //! 3. Redis GCRA decisions at 64 concurrent tasks vs a no-op `EVALSHA` on the same connection,
-//!    with the bare GCRA `EVALSHA` between them to split client from server cost;
+//!    with the bare GCRA `EVALSHA` between them to split client from server cost, and the
+//!    limiter and the no-op again on a current-thread runtime (no wake-up crosses a core);
 //! 4. an axum hello-world with the layer vs without it.
 
 use std::collections::HashMap;
@@ -141,8 +142,28 @@ where
         / u32::try_from(per_task * TASKS).unwrap_or(u32::MAX)
 }
 
+/// The Redis group on a multi-thread runtime (Tokio's default: one worker per core), with the
+/// breakdown rows (coalescing off, the bare script).
 fn redis_throughput(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
+    redis_group(c, &rt, "redis_64_tasks", true);
+}
+
+/// The limiter and the no-op baseline again, with every task of the client (the 64 callers,
+/// the coalescing task, the connection's driver) on one current-thread runtime: no wake-up
+/// crosses a core, and Redis keeps the other core to itself. Both sides run on the same
+/// runtime, so the ratio stays like for like.
+fn redis_throughput_one_thread(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    redis_group(c, &rt, "redis_64_tasks_one_thread", false);
+}
+
+/// `gcra_script` (the limiter as shipped) and `noop_evalsha` (the baseline) on `rt`; with
+/// `breakdown`, also the limiter with coalescing off and the bare GCRA `EVALSHA`.
+fn redis_group(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, breakdown: bool) {
     let redis = rt.block_on(harness::redis()).expect("redis available");
     let quota = Quota::per_second(1_000_000).expect("valid quota");
     let limiter = RedisLimiter::new(
@@ -153,19 +174,20 @@ fn redis_throughput(c: &mut Criterion) {
     );
     let noop = redis::Script::new("return 1");
     let conn = redis.connection();
-    let mut group = configure(c, "redis_64_tasks");
+    let mut group = configure(c, name);
     // Keys built once, like the raw variant's commands: the benchmark measures the limiter,
     // not the formatting of its input.
     let keys: Vec<String> = (0..TASKS).map(|t| format!("bench-{t}")).collect();
     // The limiter as shipped (coalescing on), then with coalescing off: one script call per
     // decision, like the baseline.
-    let one_by_one = limiter.clone().max_batch(std::num::NonZeroUsize::MIN);
-    for (name, limiter) in [
-        ("gcra_script", &limiter),
-        ("gcra_script_unbatched", &one_by_one),
-    ] {
-        group.bench_function(name, |b| {
-            b.to_async(&rt).iter_custom(|n| {
+    let mut limiters = vec![("gcra_script", limiter.clone())];
+    if breakdown {
+        let one_by_one = limiter.clone().max_batch(std::num::NonZeroUsize::MIN);
+        limiters.push(("gcra_script_unbatched", one_by_one));
+    }
+    for (name, limiter) in &limiters {
+        group.bench_function(*name, |b| {
+            b.to_async(rt).iter_custom(|n| {
                 fan_out(n, |t, calls| {
                     let (limiter, key) = (limiter.clone(), keys[t].clone());
                     async move {
@@ -177,37 +199,39 @@ fn redis_throughput(c: &mut Criterion) {
             });
         });
     }
-    // The same script with no limiter around it: one pre-built `EVALSHA` per task, reused for
-    // every call. Its distance from `gcra_script` is the client-side cost of `RedisLimiter`;
-    // its distance from `noop_evalsha` is what the script costs the server.
-    let raw = redis::Script::new(limiter.script_source());
-    rt.block_on(raw.prepare_invoke().load_async(&mut conn.clone()))
-        .expect("script loads");
-    let raw_cmds: Vec<redis::Cmd> = (0..TASKS)
-        .map(|t| {
-            raw_gcra_cmd(
-                &raw,
-                &quota,
-                &format!("{}:{{raw-{t}}}:gcra", redis.prefix()),
-            )
-        })
-        .collect();
-    group.bench_function("raw_gcra_evalsha", |b| {
-        b.to_async(&rt).iter_custom(|n| {
-            fan_out(n, |t, calls| {
-                let (mut conn, cmd) = (conn.clone(), raw_cmds[t].clone());
-                async move {
-                    for _ in 0..calls {
-                        let v: redis::Value =
-                            cmd.query_async(&mut conn).await.expect("redis answers");
-                        black_box(v);
-                    }
-                }
+    if breakdown {
+        // The same script with no limiter around it: one pre-built `EVALSHA` per task, reused
+        // for every call. Its distance from `gcra_script` is the client-side cost of
+        // `RedisLimiter`; its distance from `noop_evalsha` is what the script costs the server.
+        let raw = redis::Script::new(limiter.script_source());
+        rt.block_on(raw.prepare_invoke().load_async(&mut conn.clone()))
+            .expect("script loads");
+        let raw_cmds: Vec<redis::Cmd> = (0..TASKS)
+            .map(|t| {
+                raw_gcra_cmd(
+                    &raw,
+                    &quota,
+                    &format!("{}:{{raw-{t}}}:gcra", redis.prefix()),
+                )
             })
+            .collect();
+        group.bench_function("raw_gcra_evalsha", |b| {
+            b.to_async(rt).iter_custom(|n| {
+                fan_out(n, |t, calls| {
+                    let (mut conn, cmd) = (conn.clone(), raw_cmds[t].clone());
+                    async move {
+                        for _ in 0..calls {
+                            let v: redis::Value =
+                                cmd.query_async(&mut conn).await.expect("redis answers");
+                            black_box(v);
+                        }
+                    }
+                })
+            });
         });
-    });
+    }
     group.bench_function("noop_evalsha", |b| {
-        b.to_async(&rt).iter_custom(|n| {
+        b.to_async(rt).iter_custom(|n| {
             fan_out(n, |_, calls| {
                 let (mut conn, noop) = (conn.clone(), noop.clone());
                 async move {
@@ -278,6 +302,7 @@ fn main() {
     gcra_vs_governor(&mut c);
     keyed_scaling(&mut c);
     redis_throughput(&mut c);
+    redis_throughput_one_thread(&mut c);
     layer_overhead(&mut c);
     c.final_summary();
     ratio(
@@ -304,6 +329,13 @@ fn main() {
     ratio(
         "Redis decisions/s, GCRA script vs no-op EVALSHA (64 tasks)",
         "redis_64_tasks",
+        "gcra_script",
+        "noop_evalsha",
+        true,
+    );
+    ratio(
+        "Redis decisions/s, GCRA script vs no-op EVALSHA (64 tasks, current-thread runtime)",
+        "redis_64_tasks_one_thread",
         "gcra_script",
         "noop_evalsha",
         true,
