@@ -163,7 +163,7 @@ fn redis_throughput_one_thread(c: &mut Criterion) {
 
 /// `gcra_script` (the limiter as shipped) and `noop_evalsha` (the baseline) on `rt`; with
 /// `breakdown`, also the limiter with coalescing off and the bare GCRA `EVALSHA`.
-fn redis_group(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, breakdown: bool) {
+fn redis_group(c: &mut Criterion, rt: &tokio::runtime::Runtime, group_name: &str, breakdown: bool) {
     let redis = rt.block_on(harness::redis()).expect("redis available");
     let quota = Quota::per_second(1_000_000).expect("valid quota");
     let limiter = RedisLimiter::new(
@@ -174,7 +174,7 @@ fn redis_group(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, brea
     );
     let noop = redis::Script::new("return 1");
     let conn = redis.connection();
-    let mut group = configure(c, name);
+    let mut group = configure(c, group_name);
     // Keys built once, like the raw variant's commands: the benchmark measures the limiter,
     // not the formatting of its input.
     let keys: Vec<String> = (0..TASKS).map(|t| format!("bench-{t}")).collect();
