@@ -143,7 +143,7 @@ where
 }
 
 /// The Redis group on a multi-thread runtime (Tokio's default: one worker per core), with the
-/// breakdown rows (coalescing off, the bare script).
+/// breakdown rows (one coalescing lane, coalescing off, the bare script).
 fn redis_throughput(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     redis_group(c, &rt, "redis_64_tasks", true);
@@ -162,7 +162,8 @@ fn redis_throughput_one_thread(c: &mut Criterion) {
 }
 
 /// `gcra_script` (the limiter as shipped) and `noop_evalsha` (the baseline) on `rt`; with
-/// `breakdown`, also the limiter with coalescing off and the bare GCRA `EVALSHA`.
+/// `breakdown`, also the limiter with one coalescing lane, with coalescing off, and the bare
+/// GCRA `EVALSHA`.
 fn redis_group(c: &mut Criterion, rt: &tokio::runtime::Runtime, group_name: &str, breakdown: bool) {
     let redis = rt.block_on(harness::redis()).expect("redis available");
     let quota = Quota::per_second(1_000_000).expect("valid quota");
@@ -178,10 +179,12 @@ fn redis_group(c: &mut Criterion, rt: &tokio::runtime::Runtime, group_name: &str
     // Keys built once, like the raw variant's commands: the benchmark measures the limiter,
     // not the formatting of its input.
     let keys: Vec<String> = (0..TASKS).map(|t| format!("bench-{t}")).collect();
-    // The limiter as shipped (coalescing on), then with coalescing off: one script call per
-    // decision, like the baseline.
+    // The limiter as shipped (coalescing on, two lanes), then with one lane (every caller in one
+    // wave), then with coalescing off: one script call per decision, like the baseline.
     let mut limiters = vec![("gcra_script", limiter.clone())];
     if breakdown {
+        let one_lane = limiter.clone().lanes(std::num::NonZeroUsize::MIN);
+        limiters.push(("gcra_script_one_lane", one_lane));
         let one_by_one = limiter.clone().max_batch(std::num::NonZeroUsize::MIN);
         limiters.push(("gcra_script_unbatched", one_by_one));
     }
@@ -337,6 +340,13 @@ fn main() {
         "Redis decisions/s, GCRA script vs no-op EVALSHA (64 tasks, current-thread runtime)",
         "redis_64_tasks_one_thread",
         "gcra_script",
+        "noop_evalsha",
+        true,
+    );
+    ratio(
+        "Redis decisions/s, GCRA script with one coalescing lane vs no-op EVALSHA (64 tasks)",
+        "redis_64_tasks",
+        "gcra_script_one_lane",
         "noop_evalsha",
         true,
     );

@@ -133,8 +133,9 @@ fn concurrent_groups() -> impl Strategy<Value = (Quota, Vec<(u64, Vec<usize>)>)>
 #[test]
 fn coalesced_gcra_calls_decide_exactly_like_one_by_one() {
     harness::telemetry::init_test();
-    // One thread: every future of a group is queued before the coalescing task runs, so each
-    // group is one script call, in submission order.
+    // One thread: every future of a group is queued before the coalescing tasks run, so each
+    // group is one script call per lane, each key's requests in submission order (a key always
+    // takes the same lane; spread over lanes, a key's decisions could come back reordered).
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -41,6 +41,10 @@ use crate::{AlgorithmKind, Decision, Quota, RedisLimitError};
 /// request. A request whose caller gave up (a timeout dropped it) before its batch left is not
 /// sent, so it consumes no quota. The other algorithms send one call per decision.
 ///
+/// The requests are spread over [`lanes`](Self::lanes) coalescing tasks (default 2) by a hash
+/// of their key, so that batches of different lanes overlap on the wire instead of every
+/// caller moving in one wave (see the `coalesce` module's docs for the measurements).
+///
 /// A coalesced call may name keys of several cluster slots. That is fine on one Redis server
 /// (and on a Sentinel-managed primary), which is what a [`ConnectionManager`] talks to; against
 /// Redis Cluster, use `max_batch(1)` (see the README's production checklist).
@@ -55,10 +59,12 @@ pub struct RedisLimiter {
     conn: ConnectionManager,
     /// Most GCRA decisions per script call; 1 sends each decision on its own.
     max_batch: NonZeroUsize,
-    /// The queue of the coalescing task, started by the first coalesced call (so constructing a
-    /// limiter needs no runtime). Shared by clones; when the last clone drops, the task drains
-    /// what is in flight and ends.
-    coalescer: Arc<OnceLock<mpsc::Sender<Pending>>>,
+    /// How many coalescing tasks share the requests.
+    lanes: NonZeroUsize,
+    /// The queues of the coalescing tasks, one per lane, started by the first coalesced call
+    /// (so constructing a limiter needs no runtime). Shared by clones; when the last clone
+    /// drops, each task drains what is in flight and ends.
+    coalescer: Arc<OnceLock<Box<[mpsc::Sender<Pending>]>>>,
 }
 
 /// What every call needs: shared by the limiter's clones and its coalescing task.
@@ -200,6 +206,7 @@ impl RedisLimiter {
             inner: Arc::new(inner),
             conn,
             max_batch: coalesce::DEFAULT_MAX_BATCH,
+            lanes: coalesce::DEFAULT_LANES,
             coalescer: Arc::default(),
         }
     }
@@ -214,6 +221,24 @@ impl RedisLimiter {
     pub fn max_batch(self, max_batch: NonZeroUsize) -> Self {
         Self {
             max_batch,
+            coalescer: Arc::default(),
+            ..self
+        }
+    }
+
+    /// Spreads coalesced GCRA decisions over `lanes` coalescing tasks (default 2), each with
+    /// its own batches and its own calls in flight; a key always goes to the same lane.
+    ///
+    /// With one lane, every waiting caller joins the next batch, so under load the callers move
+    /// in one wave: Redis idles while the client turns the wave around, and the client idles
+    /// while Redis decides it. Two lanes overlap one lane's round trip with the other's. More
+    /// lanes mean more, smaller calls: more of Redis's per-call cost for each decision.
+    ///
+    /// Returns a limiter with its own coalescing tasks; clones made before keep theirs.
+    #[must_use]
+    pub fn lanes(self, lanes: NonZeroUsize) -> Self {
+        Self {
+            lanes,
             coalescer: Arc::default(),
             ..self
         }
@@ -262,25 +287,32 @@ impl RedisLimiter {
         }
     }
 
-    /// Queues one GCRA decision for the coalescing task and waits for its reply.
+    /// Queues one GCRA decision for its lane's coalescing task and waits for its reply.
     async fn coalesced(&self, key: &str, now: Option<u64>) -> Result<i64, RedisLimitError> {
-        let queue = match self.coalescer.get() {
-            Some(queue) => queue,
+        let queues = match self.coalescer.get() {
+            Some(queues) => queues,
             None => {
                 // The task needs a Tokio runtime; polled from any other executor this is an
                 // error, not a panic.
                 let runtime =
                     tokio::runtime::Handle::try_current().map_err(|_| RedisLimitError::Stopped)?;
                 self.coalescer.get_or_init(|| {
-                    coalesce::spawn(
-                        &runtime,
-                        self.inner.clone(),
-                        self.conn.clone(),
-                        self.max_batch,
-                    )
+                    (0..self.lanes.get())
+                        .map(|_| {
+                            coalesce::spawn(
+                                &runtime,
+                                self.inner.clone(),
+                                self.conn.clone(),
+                                self.max_batch,
+                            )
+                        })
+                        .collect()
                 })
             }
         };
+        let queue = queues
+            .get(coalesce::lane(key, queues.len()))
+            .ok_or(RedisLimitError::Stopped)?;
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             key: self.inner.redis_key(key),
