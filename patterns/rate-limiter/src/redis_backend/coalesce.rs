@@ -23,13 +23,14 @@
 //! With one task, every caller whose reply came back joins the next batch, so under load the
 //! callers move in one wave. Timestamps taken around each call (the script returning Redis's
 //! `TIME` at its start and end, the client's clock at send and reply; 64-task benchmark, one
-//! task) showed the cycle: a call of 50–57 decisions ran 65 µs in the script, but 40–60 µs
-//! passed between the client sending it and the script starting, and 45 µs between the script
-//! ending and the client holding the reply (system calls and the wake-ups of idle threads on
-//! both sides). Its callers then took another 30–50 µs to ask again, and Redis sat idle for
-//! all of it: 30–140 µs of every 200–230 µs cycle. Neither side was busy (the machine 42–46 %
-//! idle, Redis at 0.6–0.7 of a core, the client at 0.5), and no setting of the slots or the
-//! floor changed the rate (2 to 16 slots, floor on or off: 3.1–3.7 µs a decision).
+//! task) showed the cycle: a call of 53–57 decisions ran 65–75 µs in the script, but 40–65 µs
+//! passed between the client sending it and the script starting, and 40–75 µs (usually about
+//! 45) between the script ending and the client holding the reply (system calls and the
+//! wake-ups of idle threads on both sides). Its callers then took another 30–50 µs to ask
+//! again, and Redis sat idle for all of it: 30–140 µs of every 200–230 µs cycle. Neither side
+//! was busy (the machine 42–46 % idle, Redis at 0.6–0.7 of a core, the client at 0.5), and no
+//! setting of the slots or the floor changed the rate (2 to 16 slots, floor on or off:
+//! 3.1–3.7 µs a decision).
 //!
 //! So the requests are split by a hash of their key over [`DEFAULT_LANES`] independent tasks
 //! (see [`RedisLimiter::lanes`](super::RedisLimiter::lanes)), each with its own batches, slots
@@ -68,9 +69,9 @@ pub(super) const DEFAULT_LANES: NonZeroUsize = match NonZeroUsize::new(2) {
     None => NonZeroUsize::MIN,
 };
 
-/// Script calls on the wire at once, per lane. More than one keeps Redis busy while the previous reply
-/// travels back and is handed out; a few suffice, and every request queued meanwhile joins a
-/// later batch.
+/// Script calls on the wire at once, per lane. More than one keeps Redis busy while the
+/// previous reply travels back and is handed out; a few suffice, and every request queued
+/// meanwhile joins a later batch.
 const MAX_IN_FLIGHT: usize = 4;
 
 /// The longest one call may hold a slot. Callers normally give up much sooner (the
@@ -107,8 +108,8 @@ pub(super) fn lane(key: &str, lanes: usize) -> usize {
         .unwrap_or(0)
 }
 
-/// Starts one lane's coalescing task on `runtime`; returns its queue. The task ends when every sender
-/// is dropped and its in-flight calls have answered.
+/// Starts one lane's coalescing task on `runtime`; returns its queue. The task ends when every
+/// sender is dropped and its in-flight calls have answered.
 pub(super) fn spawn(
     runtime: &tokio::runtime::Handle,
     inner: Arc<Inner>,
