@@ -150,7 +150,7 @@ fn redis_throughput(c: &mut Criterion) {
 }
 
 /// The limiter and the no-op baseline again, with every task of the client (the 64 callers,
-/// the coalescing task, the connection's driver) on one current-thread runtime: no wake-up
+/// the coalescing tasks, the connection's driver) on one current-thread runtime: no wake-up
 /// crosses a core, and Redis keeps the other core to itself. Both sides run on the same
 /// runtime, so the ratio stays like for like.
 fn redis_throughput_one_thread(c: &mut Criterion) {
