@@ -67,7 +67,7 @@ pub struct RedisLimiter {
     coalescer: Arc<OnceLock<Box<[mpsc::Sender<Pending>]>>>,
 }
 
-/// What every call needs: shared by the limiter's clones and its coalescing task.
+/// What every call needs: shared by the limiter's clones and its coalescing tasks.
 struct Inner {
     /// Which algorithm's script runs.
     kind: AlgorithmKind,
