@@ -9,6 +9,9 @@
 //!   keys, headers, payloads, producer settings) sent from memory by a bare rdkafka
 //!   `FutureProducer`, awaiting every ack; measured before the relay configurations and after
 //!   them (the broker then holds more records), and the ratios use the mean time of both.
+//! - Paired bursts: inside each relay configuration, every relay burst is preceded by the same
+//!   burst from the raw producer, timed apart from criterion's samples; the paired ratio compares
+//!   the two over the same seconds and the same broker state.
 //! - `outbox_throughput/raw_producer_stop_and_wait_500`: the same, but awaiting the acks of every
 //!   500 records before sending the next 500, as a relay claiming 500 rows does: its round-trip floor.
 //! - Latency: one event committed every 10 ms for a few seconds; the relay records insert-to-ack
@@ -20,8 +23,8 @@
 
 use std::hint::black_box;
 use std::num::NonZeroUsize;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
@@ -53,6 +56,9 @@ fn relay_id((workers, batch): (usize, usize)) -> String {
 
 struct World {
     pg: TestDatabase,
+    /// The writers' own connection, as an application's pool would be: the relay's pool (the
+    /// database's) serves the relay only, and a profile tells the two sides apart by backend.
+    writer: sqlx::PgPool,
     kafka: TestKafka,
     topic: String,
 }
@@ -62,7 +68,16 @@ async fn world() -> anyhow::Result<World> {
     outbox::migrate(pg.pool()).await?;
     let kafka = harness::kafka().await?;
     let topic = kafka.create_topic("outbox-bench", PARTITIONS).await?;
-    Ok(World { pg, kafka, topic })
+    let writer = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(pg.url())
+        .await?;
+    Ok(World {
+        pg,
+        writer,
+        kafka,
+        topic,
+    })
 }
 
 fn producer_config(kafka: &TestKafka) -> ClientConfig {
@@ -76,7 +91,7 @@ fn producer_config(kafka: &TestKafka) -> ClientConfig {
 
 /// Commits BATCH rows in one transaction; `round` keeps sequences unique across iterations.
 async fn fill(w: &World, round: i64) -> anyhow::Result<()> {
-    insert_burst(w.pg.pool(), BATCH, round).await
+    insert_burst(&w.writer, BATCH, round).await
 }
 
 /// Commits `rows` events over AGGREGATES aggregates in one transaction, bypassing the writer.
@@ -160,12 +175,18 @@ fn throughput(c: &mut Criterion, rt: &Runtime, w: &World) -> anyhow::Result<()> 
             wait_published(&relay, target).await;
             anyhow::Ok(())
         })?;
+        let paired = Mutex::new(Paired::default());
         group.bench_function(relay_id(config), |b| {
             b.to_async(rt).iter_custom(|iters| {
-                let (relay, round) = (&relay, &round);
+                let (relay, round, paired) = (&relay, &round, &paired);
+                let (raw, records) = (&raw, &records);
                 async move {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
+                        // The same burst from memory first, untimed for criterion: its pair.
+                        let raw_start = Instant::now();
+                        send_and_ack(raw, &w.topic, records, records.len()).await;
+                        let raw_time = raw_start.elapsed();
                         let target = relay.published() + BATCH;
                         fill(w, round.fetch_add(1, Ordering::Relaxed))
                             .await
@@ -173,12 +194,19 @@ fn throughput(c: &mut Criterion, rt: &Runtime, w: &World) -> anyhow::Result<()> 
                         // The clock starts at commit: the relay cannot see the rows before it.
                         let start = Instant::now();
                         wait_published(relay, target).await;
-                        total += start.elapsed();
+                        let relay_time = start.elapsed();
+                        total += relay_time;
+                        paired
+                            .lock()
+                            .expect("no benchmark thread panicked")
+                            .add(relay_time, raw_time);
                     }
                     total
                 }
             });
         });
+        let paired = paired.into_inner().expect("no benchmark thread panicked");
+        paired.report(config);
         let m = relay.metrics();
         let per_event = |d: Duration| d.as_secs_f64() * 1e6 / m.published.max(1) as f64;
         println!(
@@ -211,6 +239,49 @@ fn throughput(c: &mut Criterion, rt: &Runtime, w: &World) -> anyhow::Result<()> 
     });
     group.finish();
     Ok(())
+}
+
+/// A relay configuration's bursts, each timed beside a raw-producer burst sent just before it.
+///
+/// The broker's speed drifts as it stores more records (tansu keeps them all in memory), and the
+/// machine's with whatever else runs on it, so two measurements minutes apart compare two
+/// machines as much as two producers. A pair runs within a few hundred milliseconds, on the same
+/// broker state.
+#[derive(Default)]
+struct Paired {
+    relay: Duration,
+    raw: Duration,
+    bursts: u32,
+}
+
+impl Paired {
+    fn add(&mut self, relay: Duration, raw: Duration) {
+        self.relay += relay;
+        self.raw += raw;
+        self.bursts += 1;
+    }
+
+    fn report(&self, config: (usize, usize)) {
+        if self.bursts == 0 {
+            return;
+        }
+        let per_sec = |total: Duration| BATCH as f64 * f64::from(self.bursts) / total.as_secs_f64();
+        let (workers, batch) = config;
+        println!(
+            "relay, {workers} worker(s), batch {batch}, paired: {:>9.0} events/s against the raw producer's {:>9.0} ({} bursts each)",
+            per_sec(self.relay),
+            per_sec(self.raw),
+            self.bursts,
+        );
+        harness::bench::print_ratio(
+            &format!(
+                "outbox relay ({workers} workers, batch {batch}) vs raw producer, paired bursts, events/s"
+            ),
+            per_sec(self.relay),
+            per_sec(self.raw),
+            true,
+        );
+    }
 }
 
 /// One record as the raw producer sends it: key, payload, headers.
@@ -268,7 +339,7 @@ async fn commit_events(w: &World, prefix: &str, count: usize) -> anyhow::Result<
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     for i in 0..count {
         tick.tick().await;
-        let mut tx = w.pg.pool().begin().await?;
+        let mut tx = w.writer.begin().await?;
         let aggregate = format!("{prefix}-{}", i % 50);
         let event = NewEvent::new("order", aggregate, "E", serde_json::json!({ "i": i }));
         enqueue(&mut tx, &event).await?;
